@@ -1,0 +1,1 @@
+"""Models and algorithms of the Puzzle-CAM pipeline."""

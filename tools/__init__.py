@@ -1,0 +1,1 @@
+"""Utilities: data, transforms, optimisation, metrics, files, logging."""
