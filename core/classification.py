@@ -1,0 +1,231 @@
+"""Training of the CAM classifier, with and without the puzzle module (SPEC §4, §5, §6.1).
+
+`train_classification.py` and `train_classification_with_puzzle.py` are thin wrappers over
+`add_arguments` and `train`.
+"""
+import math
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from core import losses, puzzle
+from core.backbones import NORM_LAYERS, BACKBONES, parameter_groups
+from core.cam import maps_to_label
+from core.classifier import Classifier, make_cam
+from tools.cli import StageError, add_pretrained_argument, add_training_arguments, require_tag
+from tools.datasets import ClassificationDataset, ClassificationEvalDataset
+from tools.device import select_device, unwrap, wrap_data_parallel
+from tools.experiment import ExperimentPaths
+from tools.files import save_checkpoint
+from tools.logs import MetricHistory, Timer, setup_logging, tensorboard_writer
+from tools.metrics import SegmentationMetric
+from tools.optim import PolyOptimizer, build_groups
+from tools.transforms import TopLeftCropTransform, TrainTransform, parse_augment
+from tools.visualize import denormalize, heatmap_overlay
+
+CAM_THRESHOLDS = [round(0.10 + 0.05 * index, 2) for index in range(8)]  # 0.10 … 0.45
+
+
+def add_arguments(parser, puzzle_branch):
+    add_training_arguments(parser)
+    model = parser.add_argument_group("model")
+    model.add_argument("--architecture", type=str, default="resnet50", choices=sorted(BACKBONES), help="backbone")
+    model.add_argument("--mode", type=str, default="normal", choices=sorted(NORM_LAYERS),
+                       help="batch norm: normal, or fix (frozen statistics)")
+    add_pretrained_argument(model)
+    model.add_argument("--augment", type=str, default="",
+                       help="photometric augmentations joined by '_': colorjitter, randaugment")
+    if puzzle_branch:
+        group = parser.add_argument_group("puzzle")
+        group.add_argument("--num_pieces", type=int, default=4, help="pieces per image (a square number)")
+        group.add_argument("--loss_option", type=str, default="cl_pcl_re",
+                           help="loss terms joined by '_': cl, pcl, re, conf")
+        group.add_argument("--level", type=str, default="feature", choices=["feature", "cam"],
+                           help="compare raw feature maps or CAMs in the reconstruction loss")
+        group.add_argument("--re_loss", type=str, default="L1_Loss", choices=sorted(losses.RE_LOSSES),
+                           help="elementwise reconstruction loss")
+        group.add_argument("--re_loss_option", type=str, default="masking", choices=sorted(losses.RE_LOSS_OPTIONS),
+                           help="how the reconstruction loss is reduced")
+        group.add_argument("--alpha", type=float, default=1.0, help="weight of the reconstruction loss")
+        group.add_argument("--alpha_schedule", type=float, default=0.50,
+                           help="fraction of training over which alpha ramps up linearly (0: constant)")
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def puzzle_losses(model, images, labels, args, alpha):
+    """The losses of one puzzle iteration (SPEC §4) as a dict of scalar tensors, with `total`."""
+    terms = losses.parse_loss_option(args.loss_option)
+    logits, features = model(images, with_cam=True)
+    tiled_logits, tiled_features = model(puzzle.tile(images, args.num_pieces), with_cam=True)
+    re_features = puzzle.merge(tiled_features, args.num_pieces, args.batch_size)
+    if args.level == "cam":
+        features, re_features = make_cam(features), make_cam(re_features)
+    zero = logits.new_zeros(())
+    result = {"class_loss": losses.class_loss(logits, labels)}
+    result["p_class_loss"] = losses.class_loss(re_features.mean(dim=(2, 3)), labels) if "pcl" in terms else zero
+    result["re_loss"] = (losses.re_loss(features, re_features, labels, args.re_loss, args.re_loss_option)
+                         if "re" in terms else zero)
+    result["conf_loss"] = losses.shannon_entropy_loss(tiled_logits) if "conf" in terms else zero
+    result["total"] = result["class_loss"] + result["p_class_loss"] + alpha * result["re_loss"] + result["conf_loss"]
+    return result
+
+
+def plain_losses(model, images, labels):
+    loss = losses.class_loss(model(images), labels)
+    return {"class_loss": loss, "total": loss}
+
+
+@torch.no_grad()
+def evaluate_cams(model, loader, device, thresholds=CAM_THRESHOLDS, progress=True):
+    """Train-split CAM mIoU per background threshold (SPEC §6.1): CAMs at 1/16 masked by the
+    labels, ground truth resized (nearest) to the CAM size. Returns ({th: scores}, first batch)."""
+    import cv2
+
+    metrics = {threshold: SegmentationMetric() for threshold in thresholds}
+    keys = np.arange(21)
+    was_training = model.training
+    model.eval()
+    sample = None
+    for images, labels, masks in tqdm(loader, desc="evaluate CAMs", leave=False, disable=not progress):
+        _, features = model(images.to(device), with_cam=True)
+        cams = (make_cam(features) * labels.to(device)[:, :, None, None]).cpu().numpy()
+        if sample is None:
+            sample = (images.numpy(), cams, labels.numpy())
+        for cam, mask in zip(cams, masks.numpy()):
+            small_mask = cv2.resize(mask.astype(np.uint8), (cam.shape[2], cam.shape[1]),
+                                    interpolation=cv2.INTER_NEAREST)
+            for threshold in thresholds:
+                metrics[threshold].update(maps_to_label(cam, keys, threshold), small_mask)
+    model.train(was_training)
+    return {threshold: metric.scores() for threshold, metric in metrics.items()}, sample
+
+
+def check_sizes(args, puzzle_branch, dataset_size):
+    if dataset_size < args.batch_size:
+        raise StageError(f"the training list has {dataset_size} images, fewer than --batch_size "
+                         f"{args.batch_size}; lower --batch_size")
+    if puzzle_branch:
+        side = puzzle.pieces_per_side(args.num_pieces)
+        if args.image_size % (16 * side):
+            raise StageError(f"--image_size {args.image_size} must be a multiple of {16 * side} "
+                             f"(output stride 16 × {side} pieces per side) for the puzzle merge")
+    if args.min_image_size > args.max_image_size:
+        raise StageError("--min_image_size must not exceed --max_image_size")
+
+
+def cam_overlays(sample, limit=4):
+    """Image | CAM-overlay pairs for TensorBoard (N×H×W×3 uint8)."""
+    images, cams, labels = sample
+    pictures = []
+    for image, cam, label in list(zip(images, cams, labels))[:limit]:
+        rgb = denormalize(image)
+        present = np.nonzero(label)[0]
+        heat = cam[present].max(axis=0) if present.size else np.zeros(cam.shape[1:], np.float32)
+        pictures.append(np.concatenate([rgb, heatmap_overlay(rgb, heat)], axis=1))
+    return np.stack(pictures)
+
+
+def train(args, puzzle_branch):
+    require_tag(args)
+    try:
+        parse_augment(args.augment)
+        if puzzle_branch:
+            losses.parse_loss_option(args.loss_option)
+            puzzle.pieces_per_side(args.num_pieces)
+    except ValueError as error:
+        raise StageError(str(error))
+    set_seed(args.seed)
+    device = select_device(args.device)
+    paths = ExperimentPaths()
+    paths.make_dirs(args.tag)
+    log = setup_logging(paths.log(args.tag))
+    log.info("arguments: %s", vars(args))
+
+    train_set = ClassificationDataset(args.data_dir, "train_aug", TrainTransform(
+        args.image_size, args.min_image_size, args.max_image_size, args.augment))
+    eval_set = ClassificationEvalDataset(args.data_dir, "train", TopLeftCropTransform(args.image_size))
+    check_sizes(args, puzzle_branch, len(train_set))
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                              num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    eval_loader = DataLoader(eval_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
+
+    model = Classifier(args.architecture, mode=args.mode, pretrained=args.pretrained).to(device)
+    groups = build_groups(parameter_groups(model), args.lr, args.wd)
+    iterations_per_epoch = len(train_loader)
+    max_iteration = args.max_epoch * iterations_per_epoch
+    optimizer = PolyOptimizer(groups, args.lr, args.wd, max_iteration, args.nesterov, args.momentum)
+    model = wrap_data_parallel(model, device)
+    model.train()
+
+    log_every = max(1, int(iterations_per_epoch * args.print_ratio))
+    history = MetricHistory(paths.metrics(args.tag), args)
+    writer = tensorboard_writer(paths.tensorboard(args.tag))
+    timer = Timer()
+    best_miou = -1.0
+    running = {}
+    progress = tqdm(total=max_iteration, desc=args.tag, dynamic_ncols=True)
+    iteration = 0
+    for epoch in range(args.max_epoch):
+        for images, labels in train_loader:
+            images, labels = images.to(device), labels.to(device)
+            if puzzle_branch:
+                alpha = losses.alpha_at(iteration, max_iteration, args.alpha, args.alpha_schedule)
+                step_losses = puzzle_losses(model, images, labels, args, alpha)
+            else:
+                alpha = None
+                step_losses = plain_losses(model, images, labels)
+            total = step_losses["total"]
+            if not torch.isfinite(total):
+                raise StageError(f"loss is {total.item()} at iteration {iteration + 1}; training stopped "
+                                 f"and the best checkpoint {paths.model(args.tag)} left as it was; "
+                                 "lower --lr or check the data")
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            iteration += 1
+            progress.update(1)
+            for name, value in step_losses.items():
+                running.setdefault(name, []).append(value.item())
+
+            if iteration % log_every == 0:
+                record = {"iteration": iteration, "epoch": epoch + 1,
+                          "lr": optimizer.param_groups[0]["lr"], "time": round(timer.tick(), 3)}
+                if alpha is not None:
+                    record["alpha"] = alpha
+                record.update({name: float(np.mean(values)) for name, values in running.items()})
+                running = {}
+                history.add("train", record)
+                log.info("train " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in record.items()))
+                progress.set_postfix(loss=f"{record['total']:.4f}")
+                for name, value in record.items():
+                    if name not in ("iteration", "epoch"):
+                        writer.add_scalar(f"train/{name}", value, iteration)
+
+        scores, sample = evaluate_cams(model, eval_loader, device)
+        threshold = max(scores, key=lambda th: scores[th]["mIoU"])
+        miou = scores[threshold]["mIoU"]
+        improved = miou > best_miou
+        if improved:
+            best_miou = miou
+            save_checkpoint(unwrap(model).state_dict(), paths.model(args.tag))
+        record = {"iteration": iteration, "epoch": epoch + 1, "threshold": threshold, "mIoU": miou,
+                  "best_mIoU": best_miou, "time": round(timer.tick(), 3)}
+        history.add("validation", record)
+        log.info(f"evaluation epoch={epoch + 1} threshold={threshold:.2f} train mIoU={miou:.2f}% "
+                 f"best={best_miou:.2f}%{' (saved)' if improved else ''}")
+        writer.add_scalar("evaluation/mIoU", miou, iteration)
+        writer.add_scalar("evaluation/threshold", threshold, iteration)
+        writer.add_images("evaluation/cams", cam_overlays(sample), iteration, dataformats="NHWC")
+    progress.close()
+    writer.close()
+    log.info(f"done: best train CAM mIoU {best_miou:.2f}%, model {paths.model(args.tag)}")
+    return best_miou

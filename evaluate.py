@@ -1,0 +1,71 @@
+"""Score predictions of any stage against the ground-truth masks (SPEC §6.10).
+
+--mode npy: CAM files (`hr_cam`), background threshold swept over 0.05…0.75 unless --threshold;
+--mode rw: random-walk files (`rw`), swept over 0.05…--max_th; --mode png: label PNGs.
+Prints the published one-line result and a per-class table; writes
+experiments/evaluations/{experiment_name}@{domain}.json.
+"""
+import argparse
+import pathlib
+
+from tools.cli import StageError, run_script, str2bool
+from tools.evaluation import class_table, evaluate_folder, summary_line, sweep
+from tools.experiment import ExperimentPaths
+from tools.files import write_json
+from tools.voc import load_class_info, read_image_ids
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment_name", type=str, required=True, help="folder under experiments/predictions/")
+    parser.add_argument("--domain", type=str, default="train", help="image list to score")
+    parser.add_argument("--threshold", type=float, default=None, help="background threshold (default: sweep)")
+    parser.add_argument("--gt_dir", "--data_dir", dest="gt_dir", type=str,
+                        default="../VOCtrainval_11-May-2012/SegmentationClass",
+                        help="ground-truth folder (VOC SegmentationClass); --data_dir is an alias")
+    parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
+    parser.add_argument("--mode", type=str, default="npy", choices=["npy", "png", "rw"], help="prediction format")
+    parser.add_argument("--max_th", type=float, default=0.50,
+                        help="upper end of the rw sweep (a value above 1 is read as percent, as published)")
+    parser.add_argument("--num_workers", type=int, default=4, help="worker processes")
+    parser.add_argument("--allow_pickle", type=str2bool, default=False,
+                        help="read published pickled .npy files (unpickling can run code: trusted files only)")
+    return parser
+
+
+def main(args):
+    gt_dir = pathlib.Path(args.gt_dir)
+    if not gt_dir.is_dir():
+        raise StageError(f"{gt_dir}: ground-truth folder not found; pass --gt_dir (or --data_dir) "
+                         "pointing at VOC's SegmentationClass/")
+    pred_dir = pathlib.Path(args.pred_dir) / args.experiment_name
+    if not pred_dir.is_dir():
+        raise StageError(f"{pred_dir}: prediction folder not found; check --experiment_name")
+    ids = read_image_ids(args.domain, gt_dir.parent)
+    max_th = args.max_th / 100 if args.max_th > 1 else args.max_th
+    if args.mode == "png" or args.threshold is not None:
+        thresholds = [args.threshold]
+    else:
+        thresholds = sweep(0.05, 0.75 if args.mode == "npy" else max_th)
+    scores = evaluate_folder(pred_dir, gt_dir, ids, args.mode, thresholds, args.num_workers, args.allow_pickle)
+    best = max(range(len(thresholds)), key=lambda index: scores[index]["mIoU"])
+    result = {"experiment_name": args.experiment_name, "domain": args.domain, "mode": args.mode,
+              "images": len(ids), "threshold": thresholds[best], **scores[best],
+              "sweep": [{"threshold": th, **{k: s[k] for k in ("mIoU", "FP", "FN")}}
+                        for th, s in zip(thresholds, scores)]}
+    print(summary_line(thresholds[best], scores[best]))
+    if args.mode == "rw" and len(thresholds) > 1:
+        for factor in (1.6, 0.6):
+            target = scores[best]["FP"] * factor
+            index = min(range(len(thresholds)), key=lambda i: abs(scores[i]["FP"] - target))
+            print(f"FP closest to {factor}× best: {summary_line(thresholds[index], scores[index])}")
+            result[f"threshold_fp_x{factor}"] = thresholds[index]
+    print(class_table(scores[best], load_class_info()["class_names"]))
+    out = ExperimentPaths().root / "evaluations" / f"{args.experiment_name}@{args.domain}.json"
+    write_json(out, result)
+    print(f"results in {out}")
+    return result
+
+
+if __name__ == "__main__":
+    run_script(main, build_parser())

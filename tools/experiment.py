@@ -1,0 +1,70 @@
+"""Experiment names (SPEC §2) and the `experiments/` folder layout.
+
+Each stage derives the name of its output folder from its flags; the next stage is given that
+name on its command line, so these functions must match the published ones character for character.
+"""
+import pathlib
+
+
+def domain_word(domain):
+    """`train` for any domain whose name contains "train", else `val` (published rule)."""
+    return "train" if "train" in domain else "val"
+
+
+def cam_name(tag, domain, scales):
+    """inference_classification: `{tag}@{train|val}@scale={scales}` (scales as typed)."""
+    return f"{tag}@{domain_word(domain)}@scale={scales}"
+
+
+def affinity_label_name(experiment_name, fg_threshold, bg_threshold):
+    """make_affinity_labels: `{experiment_name}@aff_fg={fg:.2f}_bg={bg:.2f}`."""
+    return f"{experiment_name}@aff_fg={fg_threshold:.2f}_bg={bg_threshold:.2f}"
+
+
+def rw_name(model_name, domain, beta, exp_times):
+    """inference_rw: `{model_name}@{train|val}@beta={beta}@exp_times={exp_times}@rw`."""
+    return f"{model_name}@{domain_word(domain)}@beta={beta}@exp_times={exp_times}@rw"
+
+
+def pseudo_label_name(experiment_name, crf_iteration):
+    """make_pseudo_labels: `{experiment_name}@crf={crf_iteration}`."""
+    return f"{experiment_name}@crf={crf_iteration}"
+
+
+def segmentation_name(tag, domain, scales, iteration):
+    """inference_segmentation: the domain itself for non-train domains (`val`, `test`)."""
+    word = "train" if "train" in domain else domain
+    return f"{tag}@{word}@scale={scales}@iteration={iteration}"
+
+
+class ExperimentPaths:
+    """The published layout under `./experiments/` (relative to the working directory)."""
+
+    def __init__(self, root="experiments"):
+        self.root = pathlib.Path(root)
+
+    def model(self, tag):
+        return self.root / "models" / f"{tag}.pth"
+
+    def training_state(self, tag):
+        return self.root / "models" / f"{tag}.state.pth"
+
+    def log(self, tag):
+        return self.root / "logs" / f"{tag}.txt"
+
+    def metrics(self, tag):
+        return self.root / "data" / f"{tag}.json"
+
+    def tensorboard(self, tag):
+        return self.root / "tensorboards" / tag
+
+    def predictions(self, experiment_name):
+        return self.root / "predictions" / experiment_name
+
+    def images(self, name):
+        return self.root / "images" / name
+
+    def make_dirs(self, tag):
+        for folder in (self.model(tag).parent, self.log(tag).parent, self.metrics(tag).parent,
+                       self.tensorboard(tag)):
+            folder.mkdir(parents=True, exist_ok=True)

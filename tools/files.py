@@ -1,0 +1,191 @@
+"""Every inter-stage file format has its one writer and one reader here; all writes are atomic.
+
+Formats:
+- CAMs (inference_classification): `{id}.npz` with `keys` (int64, [0, c1+1, c2+1, ...]),
+  `cam` (float32, (K-1)×h/4×w/4) and `hr_cam` (float32, (K-1)×h×w), foreground classes only.
+- Random-walk maps (inference_rw): `{id}.npz` with `keys` and `rw` (float32, (K-1)×h×w).
+- Label maps (affinity labels, pseudo labels, predictions): `{id}.png`, 8-bit grayscale class ids;
+  VOC colour (palette) PNGs for the test split.
+The published code wrote `{id}.npy` pickled dicts; `load_maps(..., allow_pickle=True)` reads them.
+"""
+import contextlib
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tools.cli import StageError
+
+MAP_SUFFIXES = (".npz", ".npy")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` (same suffix); rename it over `path` on success."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                                         dir=path.parent)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_text(path, text):
+    with atomic_path(path) as temporary:
+        pathlib.Path(temporary).write_text(text)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path):
+    path = pathlib.Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StageError(f"{path}: file not found")
+    except json.JSONDecodeError as error:
+        raise StageError(f"{path}: not valid JSON ({error})")
+
+
+def save_cams(path, keys, cam, hr_cam):
+    _save_npz(path, keys=np.asarray(keys, dtype=np.int64), cam=np.asarray(cam, dtype=np.float32),
+              hr_cam=np.asarray(hr_cam, dtype=np.float32))
+
+
+def save_rw(path, keys, rw):
+    _save_npz(path, keys=np.asarray(keys, dtype=np.int64), rw=np.asarray(rw, dtype=np.float32))
+
+
+def _save_npz(path, **arrays):
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream:
+            np.savez(stream, **arrays)
+
+
+def find_maps(folder, image_id):
+    """The `.npz` (ours) or `.npy` (published) map file of an image, or None."""
+    for suffix in MAP_SUFFIXES:
+        path = pathlib.Path(folder) / f"{image_id}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def load_maps(path, allow_pickle=False):
+    """Read a CAM or random-walk file into a dict of numpy arrays (`keys` plus map arrays).
+
+    `.npy` files are the published pickled dicts: unpickling can run arbitrary code, so they are
+    read only with `allow_pickle=True` (the scripts' `--allow_pickle` flag).
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise StageError(f"{path}: file not found; run the stage that writes it first")
+    try:
+        if path.suffix == ".npy":
+            if not allow_pickle:
+                raise StageError(f"{path}: published pickled .npy format; unpickling can run code, "
+                                 "pass --allow_pickle True only if you trust this file")
+            data = np.load(path, allow_pickle=True).item()
+            maps = {name: _to_numpy(value) for name, value in data.items()}
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                maps = {name: data[name] for name in data.files}
+    except StageError:
+        raise
+    except Exception as error:
+        raise StageError(f"{path}: unreadable map file ({type(error).__name__}: {error}); "
+                         "delete it and rerun the stage that writes it")
+    if "keys" not in maps:
+        raise StageError(f"{path}: no 'keys' array; not a CAM/RW file of this pipeline")
+    maps["keys"] = np.asarray(maps["keys"], dtype=np.int64)
+    return maps
+
+
+def _to_numpy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def save_label_png(path, label):
+    """Class ids as an 8-bit grayscale PNG."""
+    image = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="L")
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+
+
+def save_colour_png(path, label, palette):
+    """Class ids as a palette PNG (VOC colours), the format of VOC's ground truth and test server."""
+    image = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
+    image.putpalette(palette)
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+
+
+def load_label_png(path):
+    """Class ids from a grayscale or palette PNG (palette indices are the class ids)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise StageError(f"{path}: label PNG not found")
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P"):
+                raise StageError(f"{path}: expected a grayscale or palette PNG of class ids, got mode {image.mode}")
+            return np.array(image, dtype=np.uint8)
+    except StageError:
+        raise
+    except Exception as error:
+        raise StageError(f"{path}: unreadable PNG ({error}); replace the file")
+
+
+def save_checkpoint(state_dict, path):
+    with atomic_path(path) as temporary:
+        torch.save(state_dict, temporary)
+
+
+def load_checkpoint(path):
+    """A state dict from `path`, without unpickling arbitrary objects (weights_only)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise StageError(f"{path}: checkpoint not found; train the model first or check --tag")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise StageError(f"{path}: cannot load checkpoint ({type(error).__name__}: {error})")
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise StageError(f"{path}: not a state dict")
+    return state
+
+
+def load_weights(model, path):
+    """Strictly load a checkpoint into `model`, naming missing and unexpected keys when they differ."""
+    state = load_checkpoint(path)
+    state = {key[len("module."):] if key.startswith("module.") else key: value for key, value in state.items()}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise StageError(f"{path}: checkpoint does not match the model (missing {len(missing)} keys, "
+                         f"e.g. {missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]}); "
+                         "check --architecture/--backbone/--mode/--use_gn")
+    mismatched = [key for key in expected if tuple(expected[key].shape) != tuple(state[key].shape)]
+    if mismatched:
+        raise StageError(f"{path}: tensor shapes differ from the model for {len(mismatched)} keys, "
+                         f"e.g. {mismatched[0]} {tuple(state[mismatched[0]].shape)} vs "
+                         f"{tuple(expected[mismatched[0]].shape)}; check --architecture")
+    model.load_state_dict(state, strict=True)
+    return model
