@@ -3,7 +3,16 @@ import logging
 import sys
 import time
 
+from tqdm import tqdm
+
 from tools.files import write_json
+
+
+class TqdmHandler(logging.Handler):
+    """Console output that does not break tqdm progress bars."""
+
+    def emit(self, record):
+        tqdm.write(self.format(record), file=sys.stdout)
 
 
 def setup_logging(log_path=None, name="puzzlecam"):
@@ -13,7 +22,7 @@ def setup_logging(log_path=None, name="puzzlecam"):
     logger.setLevel(logging.INFO)
     logger.propagate = False
     formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stdout)]
+    handlers = [TqdmHandler()]
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="a"))
