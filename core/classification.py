@@ -171,61 +171,60 @@ def train(args, puzzle_branch):
     timer = Timer()
     best_miou = -1.0
     running = {}
-    progress = tqdm(total=max_iteration, desc=args.tag, dynamic_ncols=True)
-    iteration = 0
-    for epoch in range(args.max_epoch):
-        for images, labels in train_loader:
-            images, labels = images.to(device), labels.to(device)
-            if puzzle_branch:
-                alpha = losses.alpha_at(iteration, max_iteration, args.alpha, args.alpha_schedule)
-                step_losses = puzzle_losses(model, images, labels, args, alpha)
-            else:
-                alpha = None
-                step_losses = plain_losses(model, images, labels)
-            total = step_losses["total"]
-            if not torch.isfinite(total):
-                raise StageError(f"loss is {total.item()} at iteration {iteration + 1}; training stopped "
-                                 f"and the best checkpoint {paths.model(args.tag)} left as it was; "
-                                 "lower --lr or check the data")
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            iteration += 1
-            progress.update(1)
-            for name, value in step_losses.items():
-                running.setdefault(name, []).append(value.item())
+    with tqdm(total=max_iteration, desc=args.tag, dynamic_ncols=True) as progress:
+        iteration = 0
+        for epoch in range(args.max_epoch):
+            for images, labels in train_loader:
+                images, labels = images.to(device), labels.to(device)
+                if puzzle_branch:
+                    alpha = losses.alpha_at(iteration, max_iteration, args.alpha, args.alpha_schedule)
+                    step_losses = puzzle_losses(model, images, labels, args, alpha)
+                else:
+                    alpha = None
+                    step_losses = plain_losses(model, images, labels)
+                total = step_losses["total"]
+                if not torch.isfinite(total):
+                    raise StageError(f"loss is {total.item()} at iteration {iteration + 1}; training stopped "
+                                     f"and the best checkpoint {paths.model(args.tag)} left as it was; "
+                                     "lower --lr or check the data")
+                optimizer.zero_grad()
+                total.backward()
+                optimizer.step()
+                iteration += 1
+                progress.update(1)
+                for name, value in step_losses.items():
+                    running.setdefault(name, []).append(value.item())
 
-            if iteration % log_every == 0:
-                record = {"iteration": iteration, "epoch": epoch + 1,
-                          "lr": optimizer.param_groups[0]["lr"], "time": round(timer.tick(), 3)}
-                if alpha is not None:
-                    record["alpha"] = alpha
-                record.update({name: float(np.mean(values)) for name, values in running.items()})
-                running = {}
-                history.add("train", record)
-                log.info("train " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                                              for k, v in record.items()))
-                progress.set_postfix(loss=f"{record['total']:.4f}")
-                for name, value in record.items():
-                    if name not in ("iteration", "epoch"):
-                        writer.add_scalar(f"train/{name}", value, iteration)
+                if iteration % log_every == 0:
+                    record = {"iteration": iteration, "epoch": epoch + 1,
+                              "lr": optimizer.param_groups[0]["lr"], "time": round(timer.tick(), 3)}
+                    if alpha is not None:
+                        record["alpha"] = alpha
+                    record.update({name: float(np.mean(values)) for name, values in running.items()})
+                    running = {}
+                    history.add("train", record)
+                    log.info("train " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                                  for k, v in record.items()))
+                    progress.set_postfix(loss=f"{record['total']:.4f}")
+                    for name, value in record.items():
+                        if name not in ("iteration", "epoch"):
+                            writer.add_scalar(f"train/{name}", value, iteration)
 
-        scores, sample = evaluate_cams(model, eval_loader, device)
-        threshold = max(scores, key=lambda th: scores[th]["mIoU"])
-        miou = scores[threshold]["mIoU"]
-        improved = miou > best_miou
-        if improved:
-            best_miou = miou
-            save_checkpoint(unwrap(model).state_dict(), paths.model(args.tag))
-        record = {"iteration": iteration, "epoch": epoch + 1, "threshold": threshold, "mIoU": miou,
-                  "best_mIoU": best_miou, "time": round(timer.tick(), 3)}
-        history.add("validation", record)
-        log.info(f"evaluation epoch={epoch + 1} threshold={threshold:.2f} train mIoU={miou:.2f}% "
-                 f"best={best_miou:.2f}%{' (saved)' if improved else ''}")
-        writer.add_scalar("evaluation/mIoU", miou, iteration)
-        writer.add_scalar("evaluation/threshold", threshold, iteration)
-        writer.add_images("evaluation/cams", cam_overlays(sample), iteration, dataformats="NHWC")
-    progress.close()
+            scores, sample = evaluate_cams(model, eval_loader, device)
+            threshold = max(scores, key=lambda th: scores[th]["mIoU"])
+            miou = scores[threshold]["mIoU"]
+            improved = miou > best_miou
+            if improved:
+                best_miou = miou
+                save_checkpoint(unwrap(model).state_dict(), paths.model(args.tag))
+            record = {"iteration": iteration, "epoch": epoch + 1, "threshold": threshold, "mIoU": miou,
+                      "best_mIoU": best_miou, "time": round(timer.tick(), 3)}
+            history.add("validation", record)
+            log.info(f"evaluation epoch={epoch + 1} threshold={threshold:.2f} train mIoU={miou:.2f}% "
+                     f"best={best_miou:.2f}%{' (saved)' if improved else ''}")
+            writer.add_scalar("evaluation/mIoU", miou, iteration)
+            writer.add_scalar("evaluation/threshold", threshold, iteration)
+            writer.add_images("evaluation/cams", cam_overlays(sample), iteration, dataformats="NHWC")
     writer.close()
     log.info(f"done: best train CAM mIoU {best_miou:.2f}%, model {paths.model(args.tag)}")
     return best_miou

@@ -52,8 +52,16 @@ def run_script(main, parser, argv=None):
     try:
         return main(args)
     except StageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def one_line(error):
+    """The message of a StageError, also when a DataLoader worker re-raised it with its traceback."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    prefix = f"{StageError.__module__}.{StageError.__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
 
 
 def add_training_arguments(parser, **defaults):

@@ -1,9 +1,12 @@
 """torch Datasets over a VOC-format folder (tools.voc) for each stage."""
+import pathlib
+
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from tools.voc import VOCData, read_image_ids
+from tools.voc import VOCData, load_mask, read_image_ids
 
 
 class VOCDataset(Dataset):
@@ -37,6 +40,25 @@ class ClassificationEvalDataset(ClassificationDataset):
         image_id = self.ids[index]
         image, mask = self.transform(self.data.image(image_id), self.data.mask(image_id))
         return torch.from_numpy(image), torch.from_numpy(self.labels[index]), torch.from_numpy(mask.astype(np.int64))
+
+
+class LabelMapDataset(VOCDataset):
+    """(image CHW float32, label map int64) through a joint transform: the ground-truth masks, or
+    with `label_dir` the label PNGs `{label_dir}/{id}.png` of an earlier stage (pseudo labels)."""
+
+    def __init__(self, data_dir, domain, transform, label_dir=None):
+        super().__init__(data_dir, domain)
+        self.transform = transform
+        self.label_dir = None if label_dir is None else pathlib.Path(label_dir)
+
+    def label_path(self, image_id):
+        return self.data.mask_path(image_id) if self.label_dir is None else self.label_dir / f"{image_id}.png"
+
+    def __getitem__(self, index):
+        image_id = self.ids[index]
+        label = Image.fromarray(load_mask(self.label_path(image_id)))
+        image, label = self.transform(self.data.image(image_id), label)
+        return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))
 
 
 class ImageListDataset(VOCDataset):
