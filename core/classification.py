@@ -3,9 +3,6 @@
 `train_classification.py` and `train_classification_with_puzzle.py` are thin wrappers over
 `add_arguments` and `train`.
 """
-import math
-import random
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -15,14 +12,12 @@ from core import losses, puzzle
 from core.backbones import NORM_LAYERS, BACKBONES, parameter_groups
 from core.cam import maps_to_label
 from core.classifier import Classifier, make_cam
-from tools.cli import StageError, add_pretrained_argument, add_training_arguments, require_tag
+from tools.cli import StageError, add_pretrained_argument, check_batch_size, add_training_arguments, require_tag
 from tools.datasets import ClassificationDataset, ClassificationEvalDataset
-from tools.device import select_device, unwrap, wrap_data_parallel
-from tools.experiment import ExperimentPaths
-from tools.files import save_checkpoint
-from tools.logs import MetricHistory, Timer, setup_logging, tensorboard_writer
+from tools.device import select_device, wrap_data_parallel
 from tools.metrics import SegmentationMetric
 from tools.optim import PolyOptimizer, build_groups
+from tools.training import fit, set_seed, start_run
 from tools.transforms import TopLeftCropTransform, TrainTransform, parse_augment
 from tools.visualize import denormalize, heatmap_overlay
 
@@ -52,12 +47,6 @@ def add_arguments(parser, puzzle_branch):
         group.add_argument("--alpha", type=float, default=1.0, help="weight of the reconstruction loss")
         group.add_argument("--alpha_schedule", type=float, default=0.50,
                            help="fraction of training over which alpha ramps up linearly (0: constant)")
-
-
-def set_seed(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def puzzle_losses(model, images, labels, args, alpha):
@@ -109,9 +98,7 @@ def evaluate_cams(model, loader, device, thresholds=CAM_THRESHOLDS, progress=Tru
 
 
 def check_sizes(args, puzzle_branch, dataset_size):
-    if dataset_size < args.batch_size:
-        raise StageError(f"the training list has {dataset_size} images, fewer than --batch_size "
-                         f"{args.batch_size}; lower --batch_size")
+    check_batch_size(dataset_size, args.batch_size)
     if puzzle_branch:
         side = puzzle.pieces_per_side(args.num_pieces)
         if args.image_size % (16 * side):
@@ -144,87 +131,33 @@ def train(args, puzzle_branch):
         raise StageError(str(error))
     set_seed(args.seed)
     device = select_device(args.device)
-    paths = ExperimentPaths()
-    paths.make_dirs(args.tag)
-    log = setup_logging(paths.log(args.tag))
-    log.info("arguments: %s", vars(args))
-
     train_set = ClassificationDataset(args.data_dir, "train_aug", TrainTransform(
         args.image_size, args.min_image_size, args.max_image_size, args.augment))
     eval_set = ClassificationEvalDataset(args.data_dir, "train", TopLeftCropTransform(args.image_size))
     check_sizes(args, puzzle_branch, len(train_set))
+    model = Classifier(args.architecture, mode=args.mode, pretrained=args.pretrained).to(device)
+
+    paths, log = start_run(args)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
                               num_workers=args.num_workers, pin_memory=device.type == "cuda")
     eval_loader = DataLoader(eval_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
-
-    model = Classifier(args.architecture, mode=args.mode, pretrained=args.pretrained).to(device)
-    groups = build_groups(parameter_groups(model), args.lr, args.wd)
-    iterations_per_epoch = len(train_loader)
-    max_iteration = args.max_epoch * iterations_per_epoch
-    optimizer = PolyOptimizer(groups, args.lr, args.wd, max_iteration, args.nesterov, args.momentum)
+    max_iteration = args.max_epoch * len(train_loader)
+    optimizer = PolyOptimizer(build_groups(parameter_groups(model), args.lr, args.wd), args.lr, args.wd,
+                              max_iteration, args.nesterov, args.momentum)
     model = wrap_data_parallel(model, device)
-    model.train()
 
-    log_every = max(1, int(iterations_per_epoch * args.print_ratio))
-    history = MetricHistory(paths.metrics(args.tag), args)
-    writer = tensorboard_writer(paths.tensorboard(args.tag))
-    timer = Timer()
-    best_miou = -1.0
-    running = {}
-    with tqdm(total=max_iteration, desc=args.tag, dynamic_ncols=True) as progress:
-        iteration = 0
-        for epoch in range(args.max_epoch):
-            for images, labels in train_loader:
-                images, labels = images.to(device), labels.to(device)
-                if puzzle_branch:
-                    alpha = losses.alpha_at(iteration, max_iteration, args.alpha, args.alpha_schedule)
-                    step_losses = puzzle_losses(model, images, labels, args, alpha)
-                else:
-                    alpha = None
-                    step_losses = plain_losses(model, images, labels)
-                total = step_losses["total"]
-                if not torch.isfinite(total):
-                    raise StageError(f"loss is {total.item()} at iteration {iteration + 1}; training stopped "
-                                     f"and the best checkpoint {paths.model(args.tag)} left as it was; "
-                                     "lower --lr or check the data")
-                optimizer.zero_grad()
-                total.backward()
-                optimizer.step()
-                iteration += 1
-                progress.update(1)
-                for name, value in step_losses.items():
-                    running.setdefault(name, []).append(value.item())
+    def step_losses(model, batch, iteration):
+        images, labels = (tensor.to(device) for tensor in batch)
+        if not puzzle_branch:
+            return plain_losses(model, images, labels)
+        alpha = losses.alpha_at(iteration, max_iteration, args.alpha, args.alpha_schedule)
+        return {"alpha": alpha, **puzzle_losses(model, images, labels, args, alpha)}
 
-                if iteration % log_every == 0:
-                    record = {"iteration": iteration, "epoch": epoch + 1,
-                              "lr": optimizer.param_groups[0]["lr"], "time": round(timer.tick(), 3)}
-                    if alpha is not None:
-                        record["alpha"] = alpha
-                    record.update({name: float(np.mean(values)) for name, values in running.items()})
-                    running = {}
-                    history.add("train", record)
-                    log.info("train " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                                                  for k, v in record.items()))
-                    progress.set_postfix(loss=f"{record['total']:.4f}")
-                    for name, value in record.items():
-                        if name not in ("iteration", "epoch"):
-                            writer.add_scalar(f"train/{name}", value, iteration)
+    def evaluate(model):
+        scores, sample = evaluate_cams(model, eval_loader, device)
+        threshold = max(scores, key=lambda th: scores[th]["mIoU"])
+        best = scores[threshold]
+        return ({"threshold": threshold, "mIoU": best["mIoU"], "FP": best["FP"], "FN": best["FN"]},
+                {"cams": cam_overlays(sample)})
 
-            scores, sample = evaluate_cams(model, eval_loader, device)
-            threshold = max(scores, key=lambda th: scores[th]["mIoU"])
-            miou = scores[threshold]["mIoU"]
-            improved = miou > best_miou
-            if improved:
-                best_miou = miou
-                save_checkpoint(unwrap(model).state_dict(), paths.model(args.tag))
-            record = {"iteration": iteration, "epoch": epoch + 1, "threshold": threshold, "mIoU": miou,
-                      "best_mIoU": best_miou, "time": round(timer.tick(), 3)}
-            history.add("validation", record)
-            log.info(f"evaluation epoch={epoch + 1} threshold={threshold:.2f} train mIoU={miou:.2f}% "
-                     f"best={best_miou:.2f}%{' (saved)' if improved else ''}")
-            writer.add_scalar("evaluation/mIoU", miou, iteration)
-            writer.add_scalar("evaluation/threshold", threshold, iteration)
-            writer.add_images("evaluation/cams", cam_overlays(sample), iteration, dataformats="NHWC")
-    writer.close()
-    log.info(f"done: best train CAM mIoU {best_miou:.2f}%, model {paths.model(args.tag)}")
-    return best_miou
+    return fit(args, model, train_loader, optimizer, step_losses, evaluate, paths, log)

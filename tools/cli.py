@@ -99,3 +99,9 @@ def add_pretrained_argument(parser):
 def require_tag(args):
     if not args.tag:
         raise StageError("--tag is required: it names the run's outputs under experiments/")
+
+
+def check_batch_size(dataset_size, batch_size):
+    if dataset_size < batch_size:
+        raise StageError(f"the training list has {dataset_size} images, fewer than --batch_size "
+                         f"{batch_size}; lower --batch_size")

@@ -1,0 +1,164 @@
+"""Benchmark the sparse random walk (core/random_walk.py) against the published dense formula
+(bench/dense_rw.py) on the same random inputs, at strided grids up to 94×125 (a 500×375 image).
+
+Run from the repository root:
+    python -m bench.bench_random_walk                                   # dense up to 47×63
+    python -m bench.bench_random_walk --max_dense_grid 94x125 --output bench/results/random_walk.md
+
+Each measurement runs in a fresh subprocess: it builds the inputs, warms the code up on a tiny
+grid, resets the kernel's peak-RSS counter (/proc/self/clear_refs), then reports the wall and CPU
+time (user + system, all threads) and the peak extra memory (VmHWM − VmRSS before the walk). The
+speed-up is the CPU-time ratio, which other work on the machine disturbs less than wall time. The dense walk at 94×125 takes minutes and
+over a gigabyte. Difference = max |sparse − dense| after dividing each by its global max.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from bench.dense_rw import dense_random_walk
+from core.random_walk import normalise_rw, random_walk
+from tools.files import write_text
+
+GRIDS = [(24, 32), (47, 63), (71, 94), (94, 125)]  # 128×96, 250×188, 375×281, 500×375 images
+WALKS = {"sparse": random_walk, "dense": dense_random_walk}
+
+
+def parse_grid(text):
+    height, width = (int(side) for side in text.lower().split("x"))
+    return height, width
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max_dense_grid", type=parse_grid, default=(47, 63),
+                        help="largest grid HxW (by pixel count) on which to run the dense walk")
+    parser.add_argument("--classes", type=int, default=3, help="number of foreground CAMs")
+    parser.add_argument("--beta", type=int, default=10, help="affinity exponent")
+    parser.add_argument("--exp_times", type=int, default=8, help="the walk takes 2^exp_times steps")
+    parser.add_argument("--output", type=str, default=None, help="also write the table as markdown here")
+    parser.add_argument("--measure", choices=sorted(WALKS), help=argparse.SUPPRESS)
+    parser.add_argument("--grid", type=parse_grid, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=str, help=argparse.SUPPRESS)
+    return parser
+
+
+def make_inputs(height, width, classes, seed=0):
+    """CAMs in [0, 1) and a sparse-looking edge map (mostly low, a few strong edges)."""
+    generator = torch.Generator().manual_seed(seed)
+    cams = torch.rand(classes, height, width, generator=generator)
+    edge = torch.rand(height, width, generator=generator) ** 4
+    return cams, edge
+
+
+def memory_status(field):
+    """A /proc/self/status memory field (VmRSS, VmHWM) in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure(args):
+    """Child process: one walk, its time and peak extra memory as JSON on stdout."""
+    walk = WALKS[args.measure]
+    cams, edge = make_inputs(*args.grid, args.classes)
+    walk(*make_inputs(4, 4, args.classes), beta=args.beta, exp_times=1)  # warm-up
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # reset VmHWM to the current RSS
+    baseline = memory_status("VmRSS")
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = walk(cams, edge, beta=args.beta, exp_times=args.exp_times)
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    peak_extra = memory_status("VmHWM") - baseline
+    np.save(args.result, result.numpy())
+    print(json.dumps({"seconds": elapsed, "cpu_seconds": elapsed_cpu, "peak_extra_bytes": peak_extra}))
+
+
+def run_child(args, method, grid, result_path):
+    command = [sys.executable, "-m", "bench.bench_random_walk", "--measure", method,
+               "--grid", f"{grid[0]}x{grid[1]}", "--result", result_path, "--classes", str(args.classes),
+               "--beta", str(args.beta), "--exp_times", str(args.exp_times)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def megabytes(count):
+    return f"{count / 2 ** 20:.1f} MB"
+
+
+def times(measurement):
+    return f"{measurement['seconds']:.2f} s / {measurement['cpu_seconds']:.2f} s"
+
+
+def benchmark(args):
+    header = ("| grid (h×w) | pixels | sparse wall / CPU | dense wall / CPU | speed-up (CPU) | sparse peak extra | "
+              "dense peak extra | memory ratio | max diff (normalised) |")
+    rows = [header, "|" + "---|" * 9]
+    print(header, flush=True)
+    dense_limit = args.max_dense_grid[0] * args.max_dense_grid[1]
+    with tempfile.TemporaryDirectory() as folder:
+        for grid in GRIDS:
+            paths = {method: os.path.join(folder, f"{method}.npy") for method in WALKS}
+            sparse = run_child(args, "sparse", grid, paths["sparse"])
+            cells = [f"{grid[0]}×{grid[1]}", str(grid[0] * grid[1]), times(sparse)]
+            if grid[0] * grid[1] <= dense_limit:
+                dense = run_child(args, "dense", grid, paths["dense"])
+                difference = (normalise_rw(torch.from_numpy(np.load(paths["sparse"])))
+                              - normalise_rw(torch.from_numpy(np.load(paths["dense"])))).abs().max().item()
+                cells += [times(dense), f"{dense['cpu_seconds'] / sparse['cpu_seconds']:.0f}×",
+                          megabytes(sparse["peak_extra_bytes"]), megabytes(dense["peak_extra_bytes"]),
+                          f"{dense['peak_extra_bytes'] / sparse['peak_extra_bytes']:.0f}×", f"{difference:.1e}"]
+            else:
+                cells += ["—", "—", megabytes(sparse["peak_extra_bytes"]), "—", "—", "—"]
+            row = "| " + " | ".join(cells) + " |"
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
+def machine_description():
+    with open("/proc/cpuinfo") as cpuinfo:
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    model = models[0] if models else platform.processor()
+    return (f"{os.cpu_count()} CPU cores ({model}), torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def main(args):
+    if args.measure:
+        measure(args)
+        return
+    print(machine_description(), flush=True)
+    load_before = os.getloadavg()[0]
+    rows = benchmark(args)
+    load = f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    print(load)
+    if args.output:
+        report = [
+            "# Random walk: sparse products vs the published dense squaring",
+            "",
+            f"Date: {datetime.date.today().isoformat()}. Machine: {machine_description()}.",
+            f"Inputs: {args.classes} random CAMs, edge = uniform⁴, beta = {args.beta}, "
+            f"exp_times = {args.exp_times} (2^{args.exp_times} sparse products vs {args.exp_times} dense squarings).",
+            "Peak extra = VmHWM − VmRSS around the walk, in a fresh process per measurement; "
+            f"{load}.",
+            f"Command: `python -m bench.bench_random_walk {' '.join(sys.argv[1:])}`",
+            "",
+            *rows,
+            "",
+        ]
+        write_text(args.output, "\n".join(report))
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())

@@ -1,0 +1,173 @@
+"""Stage 3: training DeepLabv3+ on pseudo labels (SPEC §6.8) and multi-scale inference (§6.9).
+
+`train_segmentation.py` and `inference_segmentation.py` are thin wrappers over `train` and
+`predict_split`.
+"""
+import collections
+import functools
+import multiprocessing
+import pathlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from core.backbones import parameter_groups
+from core.cam import flip_fused_output, resize_maps
+from core.crf import probability_crf
+from core.segmentation_models import build_segmentation_model
+from tools.cli import StageError, check_batch_size, require_tag
+from tools.datasets import LabelMapDataset
+from tools.device import select_device, wrap_data_parallel
+from tools.files import save_colour_png, save_label_png
+from tools.metrics import SegmentationMetric
+from tools.optim import PolyOptimizer, build_groups
+from tools.training import fit, set_seed, start_run
+from tools.transforms import IGNORE_LABEL, TopLeftCropTransform, TrainTransform
+from tools.visualize import colour_label, denormalize
+from tools.voc import NUM_CLASSES, voc_palette
+
+
+def segmentation_loss(logits, labels):
+    """Pixel-wise cross-entropy, mean over the pixels whose label is not 255."""
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL)
+
+
+def check_pseudo_labels(label_dir, ids):
+    label_dir = pathlib.Path(label_dir)
+    if not label_dir.is_dir():
+        raise StageError(f"{label_dir}: pseudo-label folder not found; run make_pseudo_labels.py first "
+                         "or check --label_name and --pred_dir")
+    missing = [image_id for image_id in ids if not (label_dir / f"{image_id}.png").is_file()]
+    if missing:
+        raise StageError(f"{label_dir / missing[0]}.png: pseudo label missing ({len(missing)} of {len(ids)} "
+                         "train_aug images have none); rerun make_pseudo_labels.py on --domain train_aug")
+
+
+def check_arguments(args):
+    require_tag(args)
+    if not args.label_name:
+        raise StageError("--label_name is required: the pseudo-label folder under --pred_dir")
+    if args.min_image_size > args.max_image_size:
+        raise StageError("--min_image_size must not exceed --max_image_size")
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, progress=True):
+    """Validation mIoU of the argmax at input size; also returns the first batch for pictures."""
+    metric = SegmentationMetric()
+    was_training = model.training
+    model.eval()
+    sample = None
+    for images, masks in tqdm(loader, desc="validate", leave=False, disable=not progress):
+        predictions = model(images.to(device)).argmax(dim=1).cpu().numpy()
+        if sample is None:
+            sample = (images.numpy(), predictions, masks.numpy())
+        for prediction, mask in zip(predictions, masks.numpy()):
+            metric.update(prediction, mask)
+    model.train(was_training)
+    return metric.scores(), sample
+
+
+def prediction_overlays(sample, limit=4):
+    """Image | prediction | ground truth, VOC-coloured, for TensorBoard (N×H×3W×3 uint8)."""
+    images, predictions, masks = sample
+    return np.stack([np.concatenate([denormalize(image), colour_label(prediction), colour_label(mask)], axis=1)
+                     for image, prediction, mask in list(zip(images, predictions, masks))[:limit]])
+
+
+def train(args):
+    check_arguments(args)
+    set_seed(args.seed)
+    torch.autograd.set_detect_anomaly(args.detect_anomaly)
+    device = select_device(args.device)
+    label_dir = pathlib.Path(args.pred_dir) / args.label_name
+    train_set = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
+        args.image_size, args.min_image_size, args.max_image_size), label_dir=label_dir)
+    check_pseudo_labels(label_dir, train_set.ids)
+    check_batch_size(len(train_set), args.batch_size)
+    valid_set = LabelMapDataset(args.data_dir, "val", TopLeftCropTransform(args.image_size))
+    model = build_segmentation_model(args.architecture, args.backbone, num_classes=NUM_CLASSES + 1, mode=args.mode,
+                                     use_gn=args.use_gn, pretrained=args.pretrained).to(device)
+
+    paths, log = start_run(args)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                              num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    valid_loader = DataLoader(valid_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
+    max_iteration = args.max_epoch * len(train_loader)
+    optimizer = PolyOptimizer(build_groups(parameter_groups(model), args.lr, args.wd), args.lr, args.wd,
+                              max_iteration, args.nesterov, args.momentum)
+    model = wrap_data_parallel(model, device)
+
+    def step_losses(model, batch, iteration):
+        images, labels = (tensor.to(device) for tensor in batch)
+        return {"total": segmentation_loss(model(images), labels)}
+
+    def validate(model):
+        scores, sample = evaluate(model, valid_loader, device)
+        return ({name: scores[name] for name in ("mIoU", "FP", "FN")},
+                {"predictions": prediction_overlays(sample)})
+
+    return fit(args, model, train_loader, optimizer, step_losses, validate, paths, log)
+
+
+def fused_logits(model, image, scales, device):
+    """Σ over scales of the flip-fused logits, each resized (bilinear, align_corners=False) to the
+    image size: C×H×W.
+
+    The published code resizes the plain and the flipped logits first and fuses them after; here
+    the fused logits are resized. Bilinear resizing is linear and commutes with a horizontal flip,
+    so both give the same sum up to float rounding.
+    """
+    width, height = image.size
+    total = 0
+    for scale in scales:
+        total = total + resize_maps(flip_fused_output(model, image, scale, device), (height, width))
+    return total
+
+
+@torch.no_grad()
+def predict_probabilities(model, image, scales, device):
+    """Softmax over classes of the multi-scale, flip-fused logits (C×H×W float32 numpy)."""
+    return torch.softmax(fused_logits(model, image, scales, device), dim=0).cpu().numpy()
+
+
+def write_prediction(path, image, probabilities, iteration, colour):
+    """Refine with the probability CRF (t = iteration, none when 0), argmax, write the PNG: class
+    ids, or VOC colours with `colour` (the test server's format)."""
+    if iteration > 0:
+        probabilities = probability_crf(image, probabilities, t=iteration)
+    label = np.argmax(probabilities, axis=0)
+    if colour:
+        save_colour_png(path, label, voc_palette())
+    else:
+        save_label_png(path, label)
+
+
+def predict_split(model, dataset, out_dir, scales, iteration, device, colour=False, num_workers=0, progress=True):
+    """`{id}.png` for every (id, PIL image) of `dataset`. The network runs here; the CRF, argmax and
+    write run in `num_workers` processes (inline when 0), so the outputs do not depend on it."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = functools.partial(write_prediction, iteration=iteration, colour=colour)
+    pool = multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 0 else None
+    pending = collections.deque()
+    try:
+        for index in tqdm(range(len(dataset)), desc=out_dir.name, dynamic_ncols=True, disable=not progress):
+            image_id, image = dataset[index]
+            arguments = (out_dir / f"{image_id}.png", np.array(image),  # writable: pydensecrf needs it
+                         predict_probabilities(model, image, scales, device))
+            if pool is None:
+                work(*arguments)
+                continue
+            pending.append(pool.apply_async(work, arguments))
+            while len(pending) > 2 * num_workers:  # bounded: the network may outrun the CRF
+                pending.popleft().get()
+        while pending:
+            pending.popleft().get()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
