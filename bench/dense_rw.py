@@ -4,7 +4,7 @@ training-form path index of the padded grid, scatter the pair affinities into a 
 (hw)×(hw) matrix of the in-image pixels, raise to beta, divide each column by its sum, square it
 `exp_times` times, and multiply the masked CAMs by it.
 
-Its pairs come from the padded training-form index, not from `PathIndex.in_image_pairs`, so it
+Its pairs come from the padded training-form index, not from `affinity_stencil`, so it
 checks the sparse walk's pair enumeration too.
 """
 import torch

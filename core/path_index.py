@@ -5,10 +5,10 @@ A direction (dy, dx) joins pixel p to p + (dy, dx); the directions cover a half-
 unordered pair of pixels closer than `radius` appears exactly once. The affinity of a pair is
 1 − max of the edge probability over the cells of its path (source and destination included).
 
-Two forms of pairs:
-- training (`PathIndex(radius, grid_size)`, radius 10 on the 128×128 label grid): one fixed set of
-  sources, rows 0…H−r and columns r−1…W−r, for which every destination lies on the grid;
-- random walk (`PathIndex(radius).in_image_pairs(height, width)`): every pair of in-image pixels.
+Training (`PathIndex(radius, grid_size)`, radius 10 on the 128×128 label grid) uses one fixed set of
+sources, rows 0…H−r and columns r−1…W−r, for which every destination lies on the grid. The random
+walk takes every pair of in-image pixels instead (core/random_walk.py builds those from
+`search_directions` and `path_cells`).
 """
 import itertools
 
@@ -86,22 +86,6 @@ class PathIndex:
         src_indices = _window(flat, 0, margin, rows, cols)
         dst_indices = torch.cat([group[:, 0] for group in path_indices])
         return path_indices, src_indices, dst_indices
-
-    def in_image_pairs(self, height, width):
-        """Every pair of in-image pixels of a height×width grid related by a search direction.
-
-        Returns, per direction in search order, (src, dst, cells): int64 flat indices, src and dst of
-        shape [n], cells of shape [path length, n] (path cells of each pair, destination first).
-        """
-        flat = torch.arange(height * width, dtype=torch.int64).view(height, width)
-        pairs = []
-        for dy, dx in self.directions:
-            rows, left, cols = height - dy, max(0, -dx), width - abs(dx)
-            if rows <= 0 or cols <= 0:
-                continue
-            cells = torch.stack([_window(flat, y, left + x, rows, cols) for y, x in path_cells((dy, dx))])
-            pairs.append((_window(flat, 0, left, rows, cols), _window(flat, dy, left + dx, rows, cols), cells))
-        return pairs
 
 
 def _window(flat, top, left, rows, cols):

@@ -189,3 +189,17 @@ def load_weights(model, path):
                          f"{tuple(expected[mismatched[0]].shape)}; check --architecture")
     model.load_state_dict(state, strict=True)
     return model
+
+
+def load_map_array(folder, image_id, key, size, allow_pickle=False):
+    """keys and the (K−1)×H×W array `key` of an image's map file, checked against its keys and `size`."""
+    path = find_maps(folder, image_id) or pathlib.Path(folder) / f"{image_id}.npz"
+    maps = load_maps(path, allow_pickle)
+    if key not in maps:
+        raise StageError(f"{path}: no '{key}' array (has {sorted(maps)}); is this the right folder?")
+    array = maps[key]
+    expected = (len(maps["keys"]) - 1, *size)
+    if array.shape != expected:
+        raise StageError(f"{path}: '{key}' has shape {array.shape}, expected {expected} for its keys and image; "
+                         "delete the file and rerun the stage that wrote it")
+    return maps["keys"], array

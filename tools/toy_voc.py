@@ -13,13 +13,16 @@ Design, so that CAMs are informative but imperfect:
 - ten shape families (winged, wheeled, ...), each shared by two classes ("siblings");
 - the body is textured (stripes, checks, dots, waves or blotches; each kind used by two families)
   in two muted colours from a pool every class draws from, with overlapping class preferences,
-  so the body tells the family but hardly the class;
+  so the body tells the family but hardly the class (siblings differ only in overlapping colour
+  preferences and texture periods);
 - a small part (about 5 % of the object) near one end, in a saturated class colour (20 hues,
   siblings about 200 degrees apart; a disc for the first sibling, a square for the second) is the
   only sure sign of the class, so a classifier's CAM peaks on it rather than on the whole object;
 - backgrounds are smooth colour noise with gradients and clutter in the same muted colours,
-  some of it textured like the bodies; objects are 7-45 % of the image, 1-3 per image, and later
-  ones may occlude earlier ones (each instance stays at least half visible).
+  some of it textured like the bodies; objects are 6-45 % of the image, 1-3 per image (the first
+  one's class cycles through the 20 classes with the image number, so classes are balanced);
+  objects are placed apart when they fit, otherwise later ones occlude earlier ones, each
+  instance staying at least half visible; some are cut by the image border.
 Each image comes from its own `numpy.random.Generator` seeded with (seed, image number), so the
 output is byte-identical for the same parameters and independent of generation order.
 """
@@ -80,7 +83,7 @@ JPEG_QUALITY = 95
 
 
 def _class_styles(class_names):
-    """Per class: shape family, sibling (0 or 1), texture kind, body colours, texture, part colour."""
+    """Per class index: shape family, sibling (0/1), texture kind, period and angle, body colours, part colour."""
     styles = {}
     for family_index, (family, (pair, kind)) in enumerate(FAMILIES.items()):
         for sibling, name in enumerate(pair):
@@ -358,7 +361,7 @@ def _occlusion_ok(masks, min_visible):
     return True
 
 
-def render(rng, first_class, height, width, styles):
+def _render(rng, first_class, height, width, styles):
     """One image: RGB uint8 array, class map (0, 1..20, 255 void) and the objects (class, box, truncated).
 
     Boxes are (xmin, ymin, xmax, ymax) of the instance's visible pixels, 0-based inclusive.
@@ -465,7 +468,7 @@ def generate(out_dir, *, seed=0, num_train=80, num_train_aug=400, num_val=80, nu
     for number, image_id in enumerate(tqdm(annotated + splits["test"], desc="toy VOC", disable=not show_progress)):
         rng = np.random.default_rng([seed, number])
         height, width = (int(v) for v in rng.integers(min_size, max_size + 1, 2))
-        image, labels, objects = render(rng, number % len(class_names), height, width, styles)
+        image, labels, objects = _render(rng, number % len(class_names), height, width, styles)
         _write_jpeg(out_dir / "JPEGImages" / f"{image_id}.jpg", image)
         if number < len(annotated):
             files.write_text(out_dir / "Annotations" / f"{image_id}.xml",

@@ -95,23 +95,6 @@ def test_training_indices_by_brute_force():
     assert every.min() >= 0 and every.max() < height * width
 
 
-def test_in_image_pairs_by_brute_force():
-    height, width, radius = 7, 9, 5
-    expected = {}
-    for y in range(height):
-        for x in range(width):
-            for dy, dx in search_directions(radius):
-                if 0 <= y + dy < height and 0 <= x + dx < width:
-                    cells = {(y + cy) * width + (x + cx) for cy, cx in path_cells((dy, dx))}
-                    expected[(y * width + x, (y + dy) * width + (x + dx))] = cells
-    found = {}
-    for src, dst, cells in PathIndex(radius).in_image_pairs(height, width):
-        assert torch.equal(cells[0], dst) and torch.equal(cells[-1], src)
-        for k in range(len(src)):
-            found[(src[k].item(), dst[k].item())] = set(cells[:, k].tolist())
-    assert found == expected
-
-
 def test_edge_to_affinity_by_brute_force():
     height, width = 20, 24
     index = PathIndex(10, (height, width))

@@ -3,7 +3,7 @@ import torch
 
 from bench.dense_rw import dense_random_walk
 from core.path_index import path_cells, search_directions
-from core.random_walk import normalise_rw, random_walk, rw_affinity_pairs, transition_matrix_transposed
+from core.random_walk import affinity_stencil, normalise_rw, random_walk, transition_matrix_transposed
 
 
 def random_inputs(count, height, width, seed):
@@ -13,34 +13,56 @@ def random_inputs(count, height, width, seed):
     return cams, edge
 
 
-def test_rw_affinity_pairs_by_brute_force():
-    height, width = 6, 8
-    _, edge = random_inputs(1, height, width, seed=1)
-    expected = {}
+def brute_force_pairs(edge, radius):
+    """{(i, j): a_ij} over ordered in-image pairs j − i = ± a search direction, from the definition."""
+    height, width = edge.shape
+    pairs = {}
     for y in range(height):
         for x in range(width):
-            for dy, dx in search_directions(5):
+            for dy, dx in search_directions(radius):
                 if 0 <= y + dy < height and 0 <= x + dx < width:
                     along_path = [edge[y + cy, x + cx].item() for cy, cx in path_cells((dy, dx))]
-                    expected[(y * width + x, (y + dy) * width + (x + dx))] = 1 - max(along_path)
-    src, dst, aff = rw_affinity_pairs(edge, radius=5)
-    found = {(s, d): a for s, d, a in zip(src.tolist(), dst.tolist(), aff.tolist())}
+                    i, j = y * width + x, (y + dy) * width + (x + dx)
+                    pairs[(i, j)] = pairs[(j, i)] = 1 - max(along_path)
+    return pairs
+
+
+def test_affinity_stencil_by_brute_force():
+    height, width = 6, 8
+    _, edge = random_inputs(1, height, width, seed=1)
+    expected = brute_force_pairs(edge, radius=5)
+    offsets, stencil, inside = affinity_stencil(edge, radius=5)
+    assert len(offsets) == 69 and stencil.shape == inside.shape == (69, height, width)
+    assert offsets == sorted(offsets) and (0, 0) in offsets
+    found = {}
+    for k, (dy, dx) in enumerate(offsets):
+        for y in range(height):
+            for x in range(width):
+                in_image = 0 <= y + dy < height and 0 <= x + dx < width
+                assert inside[k, y, x].item() == in_image
+                if (dy, dx) == (0, 0):
+                    assert stencil[k, y, x] == 1
+                elif in_image:
+                    found[(y * width + x, (y + dy) * width + (x + dx))] = stencil[k, y, x].item()
+                else:
+                    assert stencil[k, y, x] == 0
     assert found.keys() == expected.keys()
     assert all(found[pair] == pytest.approx(expected[pair], abs=1e-7) for pair in expected)
 
 
-def test_transition_matrix_by_hand_from_the_pairs():
-    """T_ij = a_ij^β / s_j and T_jj = 1 / s_j, s_j = 1 + Σ_i a_ij^β; nothing else is non-zero."""
-    _, edge = random_inputs(1, 5, 7, seed=2)
-    transition = transition_matrix_transposed(edge, beta=3).to_dense().t()
-    src, dst, aff = rw_affinity_pairs(edge.double())
-    weight = aff ** 3
-    sums = torch.ones(35, dtype=torch.float64).index_add_(0, dst, weight).index_add_(0, src, weight)
-    assert torch.allclose(transition[src, dst], weight / sums[dst])
-    assert torch.allclose(transition[dst, src], weight / sums[src])
-    assert torch.allclose(transition.diagonal(), 1 / sums)
-    assert (transition != 0).sum() == 35 + 2 * len(src)
-    assert torch.allclose(transition.sum(dim=0), torch.ones(35, dtype=torch.float64))
+@pytest.mark.parametrize("beta", [3, 0])
+def test_transition_matrix_by_brute_force(beta):
+    """A_ij = a_ij^β on pairs, A_ii = 1, 0 elsewhere (also for β = 0); T = A / column sums."""
+    height, width = 5, 7
+    _, edge = random_inputs(1, height, width, seed=2)
+    affinity = torch.eye(35, dtype=torch.float64)
+    for (i, j), value in brute_force_pairs(edge.double(), radius=5).items():
+        affinity[i, j] = value ** beta
+    expected = affinity / affinity.sum(dim=0, keepdim=True)
+    transposed = transition_matrix_transposed(edge, beta=beta)
+    assert transposed.layout == torch.sparse_csr
+    assert torch.allclose(transposed.to_dense().t(), expected, rtol=1e-6, atol=1e-12)
+    assert transposed.values().numel() == 35 + len(brute_force_pairs(edge, radius=5))
 
 
 def test_two_pixel_walk_by_hand():

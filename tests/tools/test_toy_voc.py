@@ -93,7 +93,7 @@ def test_deterministic_and_independent_of_counts(tmp_path):
     second = toy_voc.generate(tmp_path / "b", seed=3, **SMALL)
     assert file_bytes(first) == file_bytes(second)
     fewer = toy_voc.generate(tmp_path / "c", seed=3, **dict(SMALL, num_test=1))
-    assert (fewer / "JPEGImages" / "toy_000011.jpg").read_bytes() == (first / "JPEGImages" / "toy_000011.jpg").read_bytes()
+    assert (fewer / "JPEGImages" / "toy_000010.jpg").read_bytes() == (first / "JPEGImages" / "toy_000010.jpg").read_bytes()
     other_seed = toy_voc.generate(tmp_path / "d", seed=4, **SMALL)
     assert (other_seed / "JPEGImages" / "toy_000001.jpg").read_bytes() != (first / "JPEGImages" / "toy_000001.jpg").read_bytes()
 

@@ -1,0 +1,94 @@
+"""Stage 2 with a network: AffinityNet training (SPEC §6.4) and the per-image random walk (§6.6).
+
+`train_affinitynet.py` and `inference_rw.py` are thin wrappers over `train` and `random_walk_maps`.
+"""
+import math
+import pathlib
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from core.affinity_labels import affinity_loss, affinity_pair_labels
+from core.affinitynet import TRAINING_RADIUS, AffinityNet
+from core.path_index import PathIndex
+from core.random_walk import normalise_rw, random_walk
+from tools.cli import StageError, check_batch_size, require_tag
+from tools.datasets import LabelMapDataset
+from tools.device import select_device, wrap_data_parallel
+from tools.files import load_checkpoint, load_weights
+from tools.optim import PolyOptimizer
+from tools.training import fit, set_seed, start_run
+from tools.transforms import TrainTransform
+
+
+def check_labels(label_dir, ids):
+    if not label_dir.is_dir():
+        raise StageError(f"{label_dir}: affinity-label folder not found; run make_affinity_labels.py first "
+                         "or check --label_name and --pred_dir")
+    missing = [image_id for image_id in ids if not (label_dir / f"{image_id}.png").is_file()]
+    if missing:
+        raise StageError(f"{label_dir / missing[0]}.png: affinity label missing ({len(missing)} of {len(ids)} "
+                         "images have none); rerun make_affinity_labels.py on the same --domain")
+
+
+def train(args):
+    require_tag(args)
+    if not args.label_name:
+        raise StageError("--label_name is required: the affinity-label folder under --pred_dir")
+    if args.image_size % 4 or args.image_size // 4 < 2 * TRAINING_RADIUS:
+        raise StageError(f"--image_size {args.image_size} must be a multiple of 4 and at least {8 * TRAINING_RADIUS}")
+    set_seed(args.seed)
+    torch.autograd.set_detect_anomaly(args.detect_anomaly)
+    device = select_device(args.device)
+    label_dir = pathlib.Path(args.pred_dir) / args.label_name
+    grid = args.image_size // 4
+    dataset = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
+        args.image_size, args.min_image_size, args.max_image_size, label_size=grid), label_dir=label_dir)
+    check_labels(label_dir, dataset.ids)
+    check_batch_size(len(dataset), args.batch_size)
+    path_index = PathIndex(TRAINING_RADIUS, (grid, grid))
+    model = AffinityNet(args.architecture, pretrained=args.pretrained, path_index=path_index).to(device)
+
+    paths, log = start_run(args)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    groups = [{"params": model.trainable_parameters(), "lr": args.lr, "weight_decay": args.wd}]
+    optimizer = PolyOptimizer(groups, args.lr, args.wd, args.max_epoch * len(loader), args.nesterov, args.momentum)
+    src_indices = path_index.src_indices.to(device)
+    dst_indices = path_index.dst_indices.to(device)
+    model = wrap_data_parallel(model, device)
+
+    def step_losses(model, batch, iteration):
+        images, labels = (tensor.to(device) for tensor in batch)
+        _, affinities = model(images, with_affinity=True)
+        loss, terms = affinity_loss(affinities, *affinity_pair_labels(labels, src_indices, dst_indices))
+        return {"total": loss, **{f"{name}_loss": value for name, value in terms.items()}}
+
+    return fit(args, model, loader, optimizer, step_losses, paths=paths, log=log)
+
+
+def load_affinitynet(architecture, path):
+    """An AffinityNet for inference from a checkpoint, its path-index buffers sized as saved
+    (the training grid is image_size/4: 128 for the published 512)."""
+    state = load_checkpoint(path)
+    sources = state.get("path_indices_0", state.get("module.path_indices_0"))
+    if sources is None:
+        raise StageError(f"{path}: no path_indices_0 buffer; not an AffinityNet checkpoint")
+    # n_src = (g − r + 1)·(g − 2r + 2) on a g×g grid: solve for g
+    r = TRAINING_RADIUS
+    count = sources.shape[-1]
+    grid = round((3 * r - 3 + math.sqrt((r - 1) ** 2 + 4 * count)) / 2)
+    model = AffinityNet(architecture, pretrained="none", path_index=PathIndex(r, (grid, grid)))
+    return load_weights(model, path)
+
+
+@torch.no_grad()
+def random_walk_maps(model, image, cams, beta, exp_times):
+    """The random walk of one image: rw maps (K−1)×h×w, upsampled ×4, cropped, divided by the
+    global max (zero stays zero). image: normalised 3×h×w tensor; cams: strided CAMs (SPEC §6.2)."""
+    height, width = image.shape[1:]
+    edge = model.edge_map(image)
+    walk = random_walk(cams.to(edge.device), edge, beta=beta, exp_times=exp_times)
+    upsampled = F.interpolate(walk[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
+    return normalise_rw(upsampled[:, :height, :width])
