@@ -27,16 +27,17 @@ def make_affinity_label(image, hr_cam, keys, fg_threshold, bg_threshold, crf_ite
     return label.astype(np.uint8)
 
 
-def affinity_pair_labels(labels, src_indices, dst_indices):
-    """bg-positive, fg-positive and negative pair masks (float32) of one H×W label map or a B×H×W batch.
+def affinity_pair_labels(label, src_indices, dst_indices):
+    """bg-positive, fg-positive and negative pair masks (float32) of label maps.
 
-    Labels are class ids (array or tensor; UNSURE and anything above class 20 is invalid) on the
-    grid of the path index whose src_indices [n_src] and dst_indices [n_directions, n_src] are given;
-    the masks have shape [(B,) n_directions, n_src]. A pair counts when both labels are valid:
-    bg-positive when both are 0, fg-positive when both are the same class > 0, negative when they differ.
+    label: …×H×W class ids (one map or a batch; array or tensor, whose device the result follows;
+    UNSURE and anything above class 20 is invalid), on the grid of the training path index whose
+    src_indices [n_src] and dst_indices [n_directions, n_src] are given. Returns masks shaped
+    …×n_directions×n_src. A pair counts when both labels are valid: bg-positive when both are 0,
+    fg-positive when both are the same class > 0, negative when they differ.
     """
-    labels = labels if torch.is_tensor(labels) else torch.as_tensor(np.asarray(labels))
-    flat = labels.reshape(*labels.shape[:-2], -1).long()
+    label = torch.as_tensor(label)
+    flat = label.reshape(*label.shape[:-2], -1).long()
     src_labels = flat[..., src_indices.to(flat.device)].unsqueeze(-2)
     dst_labels = flat[..., dst_indices.to(flat.device)]
     valid = (src_labels <= NUM_CLASSES) & (dst_labels <= NUM_CLASSES)

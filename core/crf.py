@@ -54,4 +54,4 @@ def _rgb(image, height, width):
     image = np.asarray(image)
     if image.shape != (height, width, 3):
         raise ValueError(f"expected an RGB image of shape {(height, width, 3)}, got {image.shape}")
-    return np.ascontiguousarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8, order="C")  # a writable copy: pydensecrf refuses read-only buffers

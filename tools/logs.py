@@ -43,6 +43,11 @@ class MetricHistory:
         self.data[kind].append(record)
         write_json(self.path, self.data)
 
+    def finish(self):
+        """Mark the run complete (the pipeline runner skips finished training stages)."""
+        self.data["finished"] = True
+        write_json(self.path, self.data)
+
 
 def tensorboard_writer(folder):
     from torch.utils.tensorboard import SummaryWriter

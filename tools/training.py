@@ -96,5 +96,6 @@ def fit(args, model, loader, optimizer, step_losses, evaluate=None, paths=None, 
             for name, images in pictures.items():
                 writer.add_images(f"evaluation/{name}", images, iteration, dataformats="NHWC")
     writer.close()
+    history.finish()
     log.info(f"done: model {paths.model(args.tag)}" + ("" if best_miou is None else f", best mIoU {best_miou:.2f}%"))
     return best_miou

@@ -70,6 +70,17 @@ def test_pair_labels_by_brute_force():
     assert bg_pos.sum() > 0 and fg_pos.sum() > 0 and neg.sum() > 0
 
 
+def test_pair_labels_of_a_batch_are_those_of_each_map():
+    index = PathIndex(10, (20, 24))
+    maps = torch.from_numpy(np.random.default_rng(4).choice([0, 2, 5, 255], size=(2, 20, 24)).astype(np.uint8))
+    batch = affinity_pair_labels(maps, index.src_indices, index.dst_indices)
+    for image in range(2):
+        single = affinity_pair_labels(maps[image], index.src_indices, index.dst_indices)
+        for batch_mask, single_mask in zip(batch, single):
+            assert batch_mask.shape == (2, 152, 66)
+            assert torch.equal(batch_mask[image], single_mask)
+
+
 def test_affinity_loss_by_hand():
     aff = torch.tensor([[[0.9, 0.2, 0.5, 0.7]]])
     bg_pos = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])

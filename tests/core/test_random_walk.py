@@ -6,6 +6,16 @@ from core.path_index import path_cells, search_directions
 from core.random_walk import affinity_stencil, normalise_rw, random_walk, transition_matrix_transposed
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """256 tiny sparse products are all thread synchronisation: on a busy machine each one waits for
+    a descheduled worker thread (seconds per test instead of milliseconds). One thread avoids that."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_inputs(count, height, width, seed):
     generator = torch.Generator().manual_seed(seed)
     cams = torch.rand(count, height, width, generator=generator)
@@ -32,20 +42,20 @@ def test_affinity_stencil_by_brute_force():
     _, edge = random_inputs(1, height, width, seed=1)
     expected = brute_force_pairs(edge, radius=5)
     offsets, stencil, inside = affinity_stencil(edge, radius=5)
-    assert len(offsets) == 69 and stencil.shape == inside.shape == (69, height, width)
+    assert len(offsets) == 69 and stencil.shape == inside.shape == (height, width, 69)
     assert offsets == sorted(offsets) and (0, 0) in offsets
     found = {}
     for k, (dy, dx) in enumerate(offsets):
         for y in range(height):
             for x in range(width):
                 in_image = 0 <= y + dy < height and 0 <= x + dx < width
-                assert inside[k, y, x].item() == in_image
+                assert inside[y, x, k].item() == in_image
                 if (dy, dx) == (0, 0):
-                    assert stencil[k, y, x] == 1
+                    assert stencil[y, x, k] == 1
                 elif in_image:
-                    found[(y * width + x, (y + dy) * width + (x + dx))] = stencil[k, y, x].item()
+                    found[(y * width + x, (y + dy) * width + (x + dx))] = stencil[y, x, k].item()
                 else:
-                    assert stencil[k, y, x] == 0
+                    assert stencil[y, x, k] == 0
     assert found.keys() == expected.keys()
     assert all(found[pair] == pytest.approx(expected[pair], abs=1e-7) for pair in expected)
 

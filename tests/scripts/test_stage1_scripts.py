@@ -75,3 +75,15 @@ def test_help_lists_every_flag(script, tmp_path):
                 "evaluate.py": ["--experiment_name", "--domain", "--threshold", "--gt_dir", "--data_dir", "--mode", "--max_th"]}
     for flag in expected[script]:
         assert flag in text
+
+
+def test_published_lines_with_resnest101(toy_voc, tmp_path):
+    """SPEC §1 lines 1–2 as written, plus only the scratch flag and reduced sizes."""
+    run_stage("train_classification_with_puzzle.py", "--architecture", "resnest101", "--re_loss_option", "masking",
+              "--re_loss", "L1_Loss", "--alpha_schedule", "0.50", "--alpha", "4.00", "--tag", "ResNeSt101@Puzzle@optimal",
+              "--data_dir", toy_voc, "--pretrained", "none", "--batch_size", "4", "--max_epoch", "1",
+              "--image_size", "64", "--min_image_size", "48", "--max_image_size", "64", "--num_workers", "0", cwd=tmp_path)
+    run_stage("inference_classification.py", "--architecture", "resnest101", "--tag", "ResNeSt101@Puzzle@optimal",
+              "--domain", "train", "--data_dir", toy_voc, "--scales", "0.5,1.0", "--num_workers", "0", cwd=tmp_path)
+    folder = tmp_path / "experiments" / "predictions" / "ResNeSt101@Puzzle@optimal@train@scale=0.5,1.0"
+    assert len(list(folder.glob("*.npz"))) == len(read_image_ids("train", toy_voc))
