@@ -14,22 +14,12 @@ from core.affinitynet import TRAINING_RADIUS, AffinityNet
 from core.path_index import PathIndex
 from core.random_walk import normalise_rw, random_walk
 from tools.cli import StageError, check_batch_size, require_tag
-from tools.datasets import LabelMapDataset
+from tools.datasets import LabelMapDataset, check_label_folder
 from tools.device import select_device, wrap_data_parallel
 from tools.files import load_checkpoint, load_weights
 from tools.optim import PolyOptimizer
 from tools.training import fit, set_seed, start_run
 from tools.transforms import TrainTransform
-
-
-def check_labels(label_dir, ids):
-    if not label_dir.is_dir():
-        raise StageError(f"{label_dir}: affinity-label folder not found; run make_affinity_labels.py first "
-                         "or check --label_name and --pred_dir")
-    missing = [image_id for image_id in ids if not (label_dir / f"{image_id}.png").is_file()]
-    if missing:
-        raise StageError(f"{label_dir / missing[0]}.png: affinity label missing ({len(missing)} of {len(ids)} "
-                         "images have none); rerun make_affinity_labels.py on the same --domain")
 
 
 def train(args):
@@ -45,7 +35,7 @@ def train(args):
     grid = args.image_size // 4
     dataset = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
         args.image_size, args.min_image_size, args.max_image_size, label_size=grid), label_dir=label_dir)
-    check_labels(label_dir, dataset.ids)
+    check_label_folder(label_dir, dataset.ids, "affinity label", "make_affinity_labels.py")
     check_batch_size(len(dataset), args.batch_size)
     path_index = PathIndex(TRAINING_RADIUS, (grid, grid))
     model = AffinityNet(args.architecture, pretrained=args.pretrained, path_index=path_index).to(device)

@@ -19,7 +19,7 @@ from core.cam import flip_fused_output, resize_maps
 from core.crf import probability_crf
 from core.segmentation_models import build_segmentation_model
 from tools.cli import StageError, check_batch_size, require_tag
-from tools.datasets import LabelMapDataset
+from tools.datasets import LabelMapDataset, check_label_folder
 from tools.device import select_device, wrap_data_parallel
 from tools.files import save_colour_png, save_label_png
 from tools.metrics import SegmentationMetric
@@ -33,17 +33,6 @@ from tools.voc import NUM_CLASSES, voc_palette
 def segmentation_loss(logits, labels):
     """Pixel-wise cross-entropy, mean over the pixels whose label is not 255."""
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL)
-
-
-def check_pseudo_labels(label_dir, ids):
-    label_dir = pathlib.Path(label_dir)
-    if not label_dir.is_dir():
-        raise StageError(f"{label_dir}: pseudo-label folder not found; run make_pseudo_labels.py first "
-                         "or check --label_name and --pred_dir")
-    missing = [image_id for image_id in ids if not (label_dir / f"{image_id}.png").is_file()]
-    if missing:
-        raise StageError(f"{label_dir / missing[0]}.png: pseudo label missing ({len(missing)} of {len(ids)} "
-                         "train_aug images have none); rerun make_pseudo_labels.py on --domain train_aug")
 
 
 def check_arguments(args):
@@ -86,7 +75,7 @@ def train(args):
     label_dir = pathlib.Path(args.pred_dir) / args.label_name
     train_set = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
         args.image_size, args.min_image_size, args.max_image_size), label_dir=label_dir)
-    check_pseudo_labels(label_dir, train_set.ids)
+    check_label_folder(label_dir, train_set.ids, "pseudo label", "make_pseudo_labels.py")
     check_batch_size(len(train_set), args.batch_size)
     valid_set = LabelMapDataset(args.data_dir, "val", TopLeftCropTransform(args.image_size))
     model = build_segmentation_model(args.architecture, args.backbone, num_classes=NUM_CLASSES + 1, mode=args.mode,

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from tools.cli import StageError
 from tools.voc import VOCData, load_mask, read_image_ids
 
 
@@ -40,6 +41,19 @@ class ClassificationEvalDataset(ClassificationDataset):
         image_id = self.ids[index]
         image, mask = self.transform(self.data.image(image_id), self.data.mask(image_id))
         return torch.from_numpy(image), torch.from_numpy(self.labels[index]), torch.from_numpy(mask.astype(np.int64))
+
+
+def check_label_folder(label_dir, ids, kind, producer):
+    """Every listed id has `{label_dir}/{id}.png`, else one error naming the first missing file and
+    the count; `kind` names the labels ("pseudo label"), `producer` the script that writes them."""
+    label_dir = pathlib.Path(label_dir)
+    if not label_dir.is_dir():
+        raise StageError(f"{label_dir}: {kind} folder not found; run {producer} first "
+                         "or check --label_name and --pred_dir")
+    missing = [image_id for image_id in ids if not (label_dir / f"{image_id}.png").is_file()]
+    if missing:
+        raise StageError(f"{label_dir / missing[0]}.png: {kind} missing ({len(missing)} of {len(ids)} "
+                         f"train_aug images have none); rerun {producer} on --domain train_aug")
 
 
 class LabelMapDataset(VOCDataset):

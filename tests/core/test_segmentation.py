@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.crf import probability_crf
-from core.segmentation import (check_pseudo_labels, predict_probabilities, predict_split, segmentation_loss,
+from tools.datasets import check_label_folder
+from core.segmentation import (predict_probabilities, predict_split, segmentation_loss,
                                write_prediction)
 from tools.cli import StageError
 from tools.files import load_label_png
@@ -114,8 +115,12 @@ def test_outputs_do_not_depend_on_the_worker_count(tmp_path):
     assert results[0]["img2.png"].shape == (36, 41)
 
 
+def check_pseudo_labels(folder, ids):
+    check_label_folder(folder, ids, "pseudo label", "make_pseudo_labels.py")
+
+
 def test_missing_pseudo_labels_are_named(tmp_path):
-    with pytest.raises(StageError, match="pseudo-label folder not found"):
+    with pytest.raises(StageError, match="pseudo label folder not found"):
         check_pseudo_labels(tmp_path / "absent", ["a"])
     for image_id in ("a", "c"):
         Image.new("L", (4, 4)).save(tmp_path / f"{image_id}.png")
