@@ -10,8 +10,8 @@ import pathlib
 
 from tools.cli import StageError, run_script, str2bool
 from tools.evaluation import class_table, evaluate_folder, summary_line, sweep
-from tools.experiment import ExperimentPaths
-from tools.files import write_json
+from tools.experiment import WRITABLE_ADVICE, ExperimentPaths
+from tools.files import check_writable, write_json
 from tools.voc import load_class_info, read_image_ids
 
 
@@ -38,9 +38,14 @@ def main(args):
     if not gt_dir.is_dir():
         raise StageError(f"{gt_dir}: ground-truth folder not found; pass --gt_dir (or --data_dir) "
                          "pointing at VOC's SegmentationClass/")
+    if not any(gt_dir.glob("*.png")):
+        raise StageError(f"{gt_dir}: ground-truth folder holds no PNG masks; pass --gt_dir (or --data_dir) "
+                         "pointing at VOC's SegmentationClass/")
     pred_dir = pathlib.Path(args.pred_dir) / args.experiment_name
     if not pred_dir.is_dir():
         raise StageError(f"{pred_dir}: prediction folder not found; check --experiment_name")
+    out = ExperimentPaths().evaluation(args.experiment_name, args.domain)
+    check_writable(out.parent, WRITABLE_ADVICE)
     ids = read_image_ids(args.domain, gt_dir.parent)
     max_th = args.max_th / 100 if args.max_th > 1 else args.max_th
     if args.mode == "png" or args.threshold is not None:
@@ -61,7 +66,6 @@ def main(args):
             print(f"FP closest to {factor}× best: {summary_line(thresholds[index], scores[index])}")
             result[f"threshold_fp_x{factor}"] = thresholds[index]
     print(class_table(scores[best], load_class_info()["class_names"]))
-    out = ExperimentPaths().root / "evaluations" / f"{args.experiment_name}@{args.domain}.json"
     write_json(out, result)
     print(f"results in {out}")
     return result

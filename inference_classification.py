@@ -1,7 +1,8 @@
 """Stage 1 inference: multi-scale, flip-fused CAMs of every image of a split (SPEC §6.2).
 
 Writes experiments/predictions/{tag}@{train|val}@scale={scales}/{id}.npz (keys, cam, hr_cam);
-images whose file exists are skipped, so a stopped run resumes.
+images whose file exists are skipped, so a stopped run resumes. Under torchrun, or with
+--shard i/n on several machines, each process takes its share of the images.
 """
 import argparse
 
@@ -11,11 +12,11 @@ from tqdm import tqdm
 from core.backbones import BACKBONES, NORM_LAYERS
 from core.cam import multiscale_cams
 from core.classifier import Classifier
-from tools.cli import parse_scales, require_tag, run_script, scales_type
+from tools import distributed
+from tools.cli import add_amp_argument, add_shard_argument, parse_scales, require_tag, run_script, scales_type
 from tools.datasets import ImageListDataset, single_item
-from tools.device import select_device
-from tools.experiment import ExperimentPaths, cam_name
-from tools.files import find_maps, load_weights, save_cams
+from tools.experiment import WRITABLE_ADVICE, ExperimentPaths, cam_name
+from tools.files import check_writable, find_maps, load_weights, save_cams
 from tools.voc import read_image_ids
 
 
@@ -29,26 +30,31 @@ def build_parser():
     parser.add_argument("--tag", type=str, default="", help="the classifier's run name (experiments/models/{tag}.pth)")
     parser.add_argument("--domain", type=str, default="train", help="image list: train, train_aug, val, ...")
     parser.add_argument("--scales", type=scales_type, default="0.5,1.0,1.5,2.0", help="comma-separated image scales")
-    parser.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", type=str, default=None,
+                        help="torch device (default: cuda if available (cuda:LOCAL_RANK under torchrun), else cpu)")
+    add_amp_argument(parser)
+    add_shard_argument(parser)
     return parser
 
 
 def main(args):
     require_tag(args)
-    device = select_device(args.device)
     paths = ExperimentPaths()
+    out_dir = paths.predictions(cam_name(args.tag, args.domain, args.scales))
+    check_writable(out_dir, WRITABLE_ADVICE)
+    ids = [image_id for image_id in distributed.share(read_image_ids(args.domain, args.data_dir), args.shard)
+           if find_maps(out_dir, image_id) is None]
+    dataset = ImageListDataset(args.data_dir, args.domain, ids=ids, with_labels=True)
+    device = distributed.process_device(args.device)
     model = Classifier(args.architecture, mode=args.mode, pretrained="none")
     load_weights(model, paths.model(args.tag))
     model.to(device).eval()
 
-    out_dir = paths.predictions(cam_name(args.tag, args.domain, args.scales))
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = [image_id for image_id in read_image_ids(args.domain, args.data_dir) if find_maps(out_dir, image_id) is None]
-    dataset = ImageListDataset(args.data_dir, args.domain, ids=ids, with_labels=True)
     loader = DataLoader(dataset, batch_size=1, num_workers=args.num_workers, collate_fn=single_item)
     scales = parse_scales(args.scales)
     for image_id, image, label in tqdm(loader, desc=out_dir.name, dynamic_ncols=True):
-        keys, cam, hr_cam = multiscale_cams(model, image, label, scales, device)
+        keys, cam, hr_cam = multiscale_cams(model, image, label, scales, device, args.amp)
         save_cams(out_dir / f"{image_id}.npz", keys, cam, hr_cam)
     print(f"CAMs in {out_dir}")
 

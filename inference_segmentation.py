@@ -1,18 +1,20 @@
 """Stage 3 inference: multi-scale, flip-fused DeepLabv3+ predictions, optionally CRF-refined (SPEC §6.9).
 
 Writes experiments/predictions/{tag}@{train|domain}@scale={scales}@iteration={iteration}/{id}.png:
-class ids, or VOC colour PNGs for the test split. Existing outputs are skipped.
+class ids, or VOC colour PNGs for the test split. Existing outputs are skipped. Under torchrun, or
+with --shard i/n on several machines, each process takes its share of the images.
 """
 import argparse
 
 from core import segmentation
 from core.backbones import BACKBONES, NORM_LAYERS
 from core.segmentation_models import SEGMENTATION_MODELS, build_segmentation_model
-from tools.cli import StageError, parse_scales, require_tag, run_script, scales_type, str2bool
+from tools import distributed
+from tools.cli import (StageError, add_amp_argument, add_shard_argument, parse_scales, require_tag, run_script,
+                       scales_type, str2bool)
 from tools.datasets import ImageListDataset
-from tools.device import select_device
-from tools.experiment import ExperimentPaths, segmentation_name
-from tools.files import load_weights
+from tools.experiment import WRITABLE_ADVICE, ExperimentPaths, segmentation_name
+from tools.files import check_writable, load_weights
 from tools.voc import NUM_CLASSES, read_image_ids
 
 
@@ -30,7 +32,10 @@ def build_parser():
     parser.add_argument("--domain", type=str, default="val", help="image list: val, test, train, train_aug, ...")
     parser.add_argument("--scales", type=scales_type, default="0.5,1.0,1.5,2.0", help="comma-separated image scales")
     parser.add_argument("--iteration", type=int, default=0, help="dense CRF mean-field iterations (0: no CRF)")
-    parser.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", type=str, default=None,
+                        help="torch device (default: cuda if available (cuda:LOCAL_RANK under torchrun), else cpu)")
+    add_amp_argument(parser)
+    add_shard_argument(parser)
     return parser
 
 
@@ -38,19 +43,19 @@ def main(args):
     require_tag(args)
     if args.iteration < 0:
         raise StageError(f"--iteration must be 0 (no CRF) or positive, got {args.iteration}")
-    device = select_device(args.device)
     paths = ExperimentPaths()
+    out_dir = paths.predictions(segmentation_name(args.tag, args.domain, args.scales, args.iteration))
+    check_writable(out_dir, WRITABLE_ADVICE)
+    ids = [image_id for image_id in distributed.share(read_image_ids(args.domain, args.data_dir), args.shard)
+           if not (out_dir / f"{image_id}.png").exists()]
+    dataset = ImageListDataset(args.data_dir, args.domain, ids=ids)
+    device = distributed.process_device(args.device)
     model = build_segmentation_model(args.architecture, args.backbone, num_classes=NUM_CLASSES + 1, mode=args.mode,
                                      use_gn=args.use_gn, pretrained="none")
     load_weights(model, paths.model(args.tag))
     model.to(device).eval()
-
-    out_dir = paths.predictions(segmentation_name(args.tag, args.domain, args.scales, args.iteration))
-    ids = [image_id for image_id in read_image_ids(args.domain, args.data_dir)
-           if not (out_dir / f"{image_id}.png").exists()]
-    dataset = ImageListDataset(args.data_dir, args.domain, ids=ids)
     segmentation.predict_split(model, dataset, out_dir, parse_scales(args.scales), args.iteration, device,
-                               colour=args.domain == "test", num_workers=args.num_workers)
+                               colour=args.domain == "test", num_workers=args.num_workers, amp=args.amp)
     print(f"predictions in {out_dir}")
 
 

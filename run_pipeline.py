@@ -1,15 +1,25 @@
-"""Run the whole pipeline by chaining the published stage scripts, then print the paper's Table 2.
+"""Run the whole pipeline by chaining the published stage scripts, and print the paper's tables.
+
+  --table 2 (default): classifier with puzzle → CAMs → affinity labels → AffinityNet → random walk
+      → pseudo labels → DeepLabv3+ → inference → evaluation; prints Table 2 (CAM, CAM+RW,
+      CAM+RW+dCRF mIoU on train; DeepLabv3+ mIoU on val) and writes the visual report.
+  --table 1: the loss ablation: four classifiers (cls; cls+pcl; cls+re; cls+pcl+re), their CAMs on
+      train and their CAM mIoU.
 
 Each stage's command line is printed before it runs, so it can be copied and tweaked. A stage
 whose outputs are complete is skipped (a training run is complete when its metric JSON says so;
-an inference stage when every listed image has its file), so an interrupted run continues.
+an inference stage when every listed image has its file), so an interrupted run continues: an
+interrupted training run resumes from its last epoch's training state (`--resume True`), an
+interrupted inference stage from the first image without a file.
 
-Defaults run the embedded toy dataset on CPU with the small backbone; for VOC on GPUs, e.g.
-  python3 run_pipeline.py --data_dir $D --architecture resnest101 --pretrained imagenet \
-      --tag ResNeSt101 --image_size 512 --min_image_size 320 --max_image_size 640 --batch_size 32 \
-      --cls_epochs 15 --aff_epochs 3 --seg_epochs 50 --scales 0.5,1.0,1.5,2.0 --generate_toy False
+`--preset toy` (default) runs the embedded toy dataset on CPU with the small backbone in minutes;
+`--preset voc` uses the published settings (every flag left unset keeps the script's published
+default), e.g. with VOC 2012 + SBD at $D and the ImageNet weights in ~/.cache/torch/hub/checkpoints:
+  python3 run_pipeline.py --preset voc --data_dir $D --architecture resnest101 --tag ResNeSt101
+Any flag given explicitly overrides the preset.
 """
 import argparse
+import collections
 import json
 import pathlib
 import shlex
@@ -18,126 +28,228 @@ import sys
 
 from core.backbones import BACKBONES
 from tools.cli import StageError, run_script, scales_type, str2bool
-from tools.files import write_json
 from tools.experiment import ExperimentPaths, affinity_label_name, cam_name, pseudo_label_name, rw_name, segmentation_name
+from tools.files import read_json, write_json
 from tools.voc import read_image_ids
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent
 
+Stage = collections.namedtuple("Stage", "name script flags done training_tag")
+# None: do not pass the flag, so the stage script uses its published default
+PRESETS = {
+    "toy": dict(data_dir="toy_voc", generate_toy=True, architecture="resnet_mini", pretrained="none",
+                backbone_init="classifier", tag="Toy", batch_size=16, image_size=128, min_image_size=96,
+                max_image_size=192, cls_epochs=8, aff_epochs=2, seg_epochs=4, cls_lr=0.01, momentum=0.9,
+                scales="1.0,2.0", num_workers=2),
+    "voc": dict(data_dir="../VOCtrainval_11-May-2012/", generate_toy=False, architecture="resnest101",
+                pretrained="imagenet", backbone_init="imagenet", tag="ResNeSt101", batch_size=None,
+                image_size=None, min_image_size=None, max_image_size=None, cls_epochs=None, aff_epochs=None,
+                seg_epochs=None, cls_lr=None, momentum=None, scales="0.5,1.0,1.5,2.0", num_workers=4),
+}
+# the paper's numbers (SPEC §1)
+PAPER_TABLE2 = {"CAM": 61.85, "CAM+RW": 71.92, "CAM+RW+dCRF": 72.46, "DeepLabv3+ val": 66.9}
+PAPER_TABLE1 = {"cl": 47.82, "cl_pcl": 47.70, "cl_re": 49.21, "cl_pcl_re": 51.53}
+TABLE1_NAMES = {"cl": "cls", "cl_pcl": "cls+pcl", "cl_re": "cls+re", "cl_pcl_re": "cls+pcl+re"}
+
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=str, default="toy_voc", help="VOC2012-format folder")
-    parser.add_argument("--generate_toy", type=str2bool, default=True,
+    parser.add_argument("--preset", type=str, default="toy", choices=sorted(PRESETS),
+                        help="default values of the flags below")
+    parser.add_argument("--table", type=int, default=2, choices=[1, 2], help="which of the paper's tables to run")
+    parser.add_argument("--data_dir", type=str, help="VOC2012-format folder")
+    parser.add_argument("--generate_toy", type=str2bool,
                         help="generate the toy dataset at --data_dir first (skipped when it is already there)")
-    parser.add_argument("--architecture", type=str, default="resnet_mini", choices=sorted(BACKBONES),
+    parser.add_argument("--architecture", type=str, choices=sorted(BACKBONES),
                         help="backbone of the classifier, AffinityNet and DeepLabv3+")
-    parser.add_argument("--pretrained", type=str, default="none", help="imagenet, none or a weight file")
-    parser.add_argument("--tag", type=str, default="Toy", help="prefix of the runs' tags")
-    parser.add_argument("--batch_size", type=int, default=16, help="batch size of every trainer")
-    parser.add_argument("--image_size", type=int, default=128, help="training crop size")
-    parser.add_argument("--min_image_size", type=int, default=96, help="min long side of the random resize")
-    parser.add_argument("--max_image_size", type=int, default=192, help="max long side of the random resize")
-    parser.add_argument("--cls_epochs", type=int, default=6, help="classifier epochs")
-    parser.add_argument("--aff_epochs", type=int, default=2, help="AffinityNet epochs")
-    parser.add_argument("--seg_epochs", type=int, default=4, help="DeepLabv3+ epochs")
+    parser.add_argument("--pretrained", type=str, help="classifier's initial weights: imagenet, none or a file")
+    parser.add_argument("--backbone_init", type=str,
+                        help="AffinityNet's and DeepLabv3+'s initial backbone weights: 'classifier' (the "
+                             "trained classifier's backbone, the toy preset's stand-in for ImageNet) or a "
+                             "--pretrained value")
+    parser.add_argument("--tag", type=str, help="prefix of the runs' tags")
+    parser.add_argument("--batch_size", type=int, help="batch size of every trainer")
+    parser.add_argument("--image_size", type=int, help="training crop size")
+    parser.add_argument("--min_image_size", type=int, help="min long side of the random resize")
+    parser.add_argument("--max_image_size", type=int, help="max long side of the random resize")
+    parser.add_argument("--cls_epochs", type=int, help="classifier epochs")
+    parser.add_argument("--aff_epochs", type=int, help="AffinityNet epochs")
+    parser.add_argument("--seg_epochs", type=int, help="DeepLabv3+ epochs")
+    parser.add_argument("--cls_lr", type=float, help="classifier learning rate")
+    parser.add_argument("--momentum", type=float, help="SGD momentum of every trainer (unset: the published quirk)")
     parser.add_argument("--alpha", type=float, default=4.0, help="puzzle reconstruction-loss weight")
-    parser.add_argument("--scales", type=scales_type, default="1.0,2.0", help="CAM and segmentation inference scales")
-    parser.add_argument("--num_workers", type=int, default=2, help="worker processes of every stage")
+    parser.add_argument("--scales", type=scales_type, help="CAM and segmentation inference scales")
+    parser.add_argument("--num_workers", type=int, help="worker processes of every stage")
     return parser
 
 
-def sizes(args):
-    return ["--batch_size", args.batch_size, "--image_size", args.image_size,
-            "--min_image_size", args.min_image_size, "--max_image_size", args.max_image_size]
+def apply_preset(args):
+    for name, value in PRESETS[args.preset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
-def stages(args):
-    """(name, script, flags, done?) of the nine stages, with the published flags."""
-    paths = ExperimentPaths()
-    data = ["--data_dir", args.data_dir]
-    common = ["--num_workers", args.num_workers]
-    cls_tag, aff_tag, seg_tag = f"{args.tag}@Puzzle", f"AffinityNet@{args.tag}", f"DeepLabv3+@{args.tag}"
-    cams = cam_name(cls_tag, "train_aug", args.scales)
+def flags(**values):
+    """`--name value` pairs of the values that are set."""
+    return [item for name, value in values.items() if value is not None for item in (f"--{name}", value)]
+
+
+class Plan:
+    """The stages of a table in order, and the evaluations to print."""
+
+    def __init__(self, args):
+        self.args = args
+        self.paths = ExperimentPaths()
+        self.stages = []
+        self.evaluations = {}
+        self.report = None  # make_report.py's flags (Table 2)
+
+    def add(self, name, script, stage_flags, done, training_tag=None):
+        self.stages.append(Stage(name, script, stage_flags, done, training_tag))
+
+    def trained(self, tag):
+        path = self.paths.metrics(tag)
+        return lambda: path.is_file() and json.loads(path.read_text()).get("finished", False)
+
+    def predicted(self, name, domain, suffixes):
+        folder = self.paths.predictions(name)
+
+        def done():
+            return folder.is_dir() and all(any((folder / f"{i}{s}").exists() for s in suffixes)
+                                           for i in read_image_ids(domain, self.args.data_dir))
+        return done
+
+    def training_flags(self, epochs, lr=None):
+        a = self.args
+        return flags(batch_size=a.batch_size, image_size=a.image_size, min_image_size=a.min_image_size,
+                     max_image_size=a.max_image_size, max_epoch=epochs, lr=lr, momentum=a.momentum,
+                     num_workers=a.num_workers, data_dir=a.data_dir)
+
+    def classifier(self, tag, loss_option):
+        a = self.args
+        if loss_option == "cl":
+            script, puzzle = "train_classification.py", []
+        else:
+            script = "train_classification_with_puzzle.py"
+            puzzle = flags(loss_option=loss_option, re_loss_option="masking", re_loss="L1_Loss",
+                           alpha_schedule="0.50", alpha=a.alpha)
+        self.add(f"classifier {tag}", script,
+                 flags(architecture=a.architecture, pretrained=a.pretrained) + puzzle
+                 + flags(tag=tag) + self.training_flags(a.cls_epochs, a.cls_lr), self.trained(tag), tag)
+
+    def cams(self, tag, domain):
+        a = self.args
+        name = cam_name(tag, domain, a.scales)
+        self.add(f"CAMs {tag}", "inference_classification.py",
+                 flags(architecture=a.architecture, tag=tag, domain=domain, scales=a.scales,
+                       num_workers=a.num_workers, data_dir=a.data_dir),
+                 self.predicted(name, domain, (".npz", ".npy")))
+        return name
+
+    def evaluate(self, title, name, mode, domain):
+        self.evaluations[title] = (name, mode, domain)
+
+
+def table1(args):
+    plan = Plan(args)
+    for option in TABLE1_NAMES:
+        tag = f"{args.tag}@{option}"
+        plan.classifier(tag, option)
+        plan.evaluate(TABLE1_NAMES[option], plan.cams(tag, "train"), "npy", "train")
+    return plan
+
+
+def table2(args):
+    plan = Plan(args)
+    a = args
+    common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
+    cls_tag, aff_tag, seg_tag = f"{a.tag}@Puzzle", f"AffinityNet@{a.tag}", f"DeepLabv3+@{a.tag}"
+    init = str(plan.paths.model(cls_tag)) if a.backbone_init == "classifier" else a.backbone_init
+    plan.classifier(cls_tag, "cl_pcl_re")
+    cams = plan.cams(cls_tag, "train_aug")
     aff_labels = affinity_label_name(cams, 0.40, 0.10)
+    plan.add("affinity labels", "make_affinity_labels.py",
+             flags(experiment_name=cams, domain="train_aug", fg_threshold="0.40", bg_threshold="0.10") + common,
+             plan.predicted(aff_labels, "train_aug", (".png",)))
+    plan.add("AffinityNet", "train_affinitynet.py",
+             flags(architecture=a.architecture, pretrained=init, tag=aff_tag, label_name=aff_labels)
+             + plan.training_flags(a.aff_epochs), plan.trained(aff_tag), aff_tag)
     rw = rw_name(aff_tag, "train_aug", 10, 8)
+    plan.add("random walk", "inference_rw.py",
+             flags(architecture=a.architecture, model_name=aff_tag, cam_dir=cams, domain="train_aug") + common,
+             plan.predicted(rw, "train_aug", (".npz", ".npy")))
     pseudo = pseudo_label_name(rw, 1)
-    seg = segmentation_name(seg_tag, "val", args.scales, 10)
-
-    def trained(tag):
-        path = paths.metrics(tag)
-        return path.is_file() and json.loads(path.read_text()).get("finished", False)
-
-    def predicted(name, domain, suffixes):
-        folder = paths.predictions(name)
-        return folder.is_dir() and all(any((folder / f"{i}{s}").exists() for s in suffixes)
-                                       for i in read_image_ids(domain, args.data_dir))
-
-    return [
-        ("classifier", "train_classification_with_puzzle.py",
-         ["--architecture", args.architecture, "--pretrained", args.pretrained, "--re_loss_option", "masking",
-          "--re_loss", "L1_Loss", "--alpha_schedule", "0.50", "--alpha", args.alpha, "--tag", cls_tag,
-          "--max_epoch", args.cls_epochs, *sizes(args), *common, *data], lambda: trained(cls_tag)),
-        ("CAMs", "inference_classification.py",
-         ["--architecture", args.architecture, "--tag", cls_tag, "--domain", "train_aug", "--scales", args.scales,
-          *common, *data], lambda: predicted(cams, "train_aug", (".npz", ".npy"))),
-        ("affinity labels", "make_affinity_labels.py",
-         ["--experiment_name", cams, "--domain", "train_aug", "--fg_threshold", "0.40", "--bg_threshold", "0.10",
-          *common, *data], lambda: predicted(aff_labels, "train_aug", (".png",))),
-        ("AffinityNet", "train_affinitynet.py",
-         ["--architecture", args.architecture, "--pretrained", args.pretrained, "--tag", aff_tag,
-          "--label_name", aff_labels, "--max_epoch", args.aff_epochs, *sizes(args), *common, *data],
-         lambda: trained(aff_tag)),
-        ("random walk", "inference_rw.py",
-         ["--architecture", args.architecture, "--model_name", aff_tag, "--cam_dir", cams, "--domain", "train_aug",
-          *common, *data], lambda: predicted(rw, "train_aug", (".npz", ".npy"))),
-        ("pseudo labels", "make_pseudo_labels.py",
-         ["--experiment_name", rw, "--domain", "train_aug", "--threshold", "0.35", "--crf_iteration", "1",
-          *common, *data], lambda: predicted(pseudo, "train_aug", (".png",))),
-        ("DeepLabv3+", "train_segmentation.py",
-         ["--backbone", args.architecture, "--pretrained", args.pretrained, "--mode", "fix", "--use_gn", "True",
-          "--tag", seg_tag, "--label_name", pseudo, "--max_epoch", args.seg_epochs, *sizes(args), *common, *data],
-         lambda: trained(seg_tag)),
-        ("segmentation", "inference_segmentation.py",
-         ["--backbone", args.architecture, "--mode", "fix", "--use_gn", "True", "--tag", seg_tag,
-          "--scale", args.scales, "--iteration", "10", *common, *data], lambda: predicted(seg, "val", (".png",))),
-    ], {"CAM": (cams, "npy"), "CAM+RW": (rw, "rw"), "CAM+RW+dCRF": (pseudo, "png"), "DeepLabv3+ val": (seg, "png")}
+    plan.add("pseudo labels", "make_pseudo_labels.py",
+             flags(experiment_name=rw, domain="train_aug", threshold="0.35", crf_iteration=1) + common,
+             plan.predicted(pseudo, "train_aug", (".png",)))
+    plan.add("DeepLabv3+", "train_segmentation.py",
+             flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
+                   label_name=pseudo) + plan.training_flags(a.seg_epochs), plan.trained(seg_tag), seg_tag)
+    predictions = {}
+    for domain in ("val", "train"):  # train: the report's last column
+        predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
+        plan.add(f"segmentation {domain}", "inference_segmentation.py",
+                 flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
+                       scale=a.scales, iteration=10) + common,
+                 plan.predicted(predictions[domain], domain, (".png",)))
+    plan.evaluate("CAM", cams, "npy", "train")
+    plan.evaluate("CAM+RW", rw, "rw", "train")
+    plan.evaluate("CAM+RW+dCRF", pseudo, "png", "train")
+    plan.evaluate("DeepLabv3+ val", predictions["val"], "png", "val")
+    plan.report = flags(tag=a.tag, data_dir=a.data_dir, domain="train", cam_dir=cams, rw_dir=rw,
+                        pseudo_dir=pseudo, prediction_dir=predictions["train"])
+    return plan
 
 
-def run_stage(name, script, flags):
-    command = [sys.executable, str(REPOSITORY / script), *map(str, flags)]
-    print(f"\n== {name}\n$ python3 {script} {shlex.join(map(str, flags))}", flush=True)
+def run_stage(name, script, stage_flags):
+    command = [sys.executable, str(REPOSITORY / script), *map(str, stage_flags)]
+    print(f"\n== {name}\n$ python3 {script} {shlex.join(map(str, stage_flags))}", flush=True)
     if subprocess.run(command).returncode != 0:
         raise StageError(f"stage '{name}' failed (command above); fix the cause and rerun: finished stages are skipped")
 
 
-def evaluate(name, folder, mode, domain, args):
-    flags = ["--experiment_name", folder, "--domain", domain, "--mode", mode,
-             "--data_dir", pathlib.Path(args.data_dir) / "SegmentationClass", "--num_workers", args.num_workers]
-    run_stage(f"evaluate {name}", "evaluate.py", flags)
-    return json.loads((ExperimentPaths().root / "evaluations" / f"{folder}@{domain}.json").read_text())
+def evaluate(title, name, mode, domain, args):
+    gt_dir = pathlib.Path(args.data_dir) / "SegmentationClass"
+    run_stage(f"evaluate {title}", "evaluate.py",
+              flags(experiment_name=name, domain=domain, mode=mode, data_dir=gt_dir, num_workers=args.num_workers))
+    return read_json(ExperimentPaths().evaluation(name, domain))
+
+
+def print_table(title, results, paper, paper_label):
+    print(f"\n{title}")
+    print(f"{'':<16}{'this run':>10}{paper_label:>30}")
+    for name, result in results.items():
+        print(f"{name:<16}{result['mIoU']:>10.2f}{paper[name]:>30.2f}")
 
 
 def main(args):
+    apply_preset(args)
     if args.generate_toy:
         from tools.toy_voc import generate
 
         generate(args.data_dir)
-    plan, table = stages(args)
-    for name, script, flags, done in plan:
-        if done():
-            print(f"\n== {name}: complete, skipped")
+    plan = table1(args) if args.table == 1 else table2(args)
+    paths = ExperimentPaths()
+    for stage in plan.stages:
+        if stage.done():
+            print(f"\n== {stage.name}: complete, skipped")
             continue
-        run_stage(name, script, flags)
-    results = {name: evaluate(name, folder, mode, "val" if name.endswith("val") else "train", args)
-               for name, (folder, mode) in table.items()}
-    print("\nTable 2 (mIoU %): pseudo-label quality on train, DeepLabv3+ on val")
-    print(f"{'':<16}{'this run':>10}{'paper (ResNeSt-101, VOC)':>28}")
-    for (name, result), paper in zip(results.items(), (61.85, 71.92, 72.46, 66.9)):
-        print(f"{name:<16}{result['mIoU']:>10.2f}{paper:>28.2f}")
-    summary = ExperimentPaths().root / "evaluations" / f"{args.tag}@table2.json"
-    write_json(summary, {name: result["mIoU"] for name, result in results.items()})
-    print(f"\nresults: {summary}")
+        resume = stage.training_tag and paths.training_state(stage.training_tag).is_file()
+        run_stage(stage.name, stage.script, stage.flags + (["--resume", "True"] if resume else []))
+    results = {title: evaluate(title, *evaluation, args) for title, evaluation in plan.evaluations.items()}
+    summary = paths.evaluation(args.tag, f"table{args.table}")
+    write_json(summary, {"preset": args.preset, **{title: result["mIoU"] for title, result in results.items()}})
+    if args.table == 1:
+        print_table("Table 1 (mIoU %): CAM quality on train by training loss", results,
+                    {TABLE1_NAMES[k]: v for k, v in PAPER_TABLE1.items()}, "paper (ResNet-50, VOC)")
+    else:
+        evaluations = [f"{title}={name}@{domain}" for title, (name, _, domain) in plan.evaluations.items()]
+        run_stage("report", "make_report.py", plan.report + ["--evaluations", *evaluations])
+        print_table("Table 2 (mIoU %): pseudo-label quality on train, DeepLabv3+ on val", results,
+                    PAPER_TABLE2, "paper (ResNeSt-101, VOC)")
+        print(f"\nreport: {paths.report(args.tag) / 'samples.png'}, {paths.report(args.tag) / 'class_iou.png'}")
+    print(f"results: {summary}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import argparse
 from core import segmentation
 from core.backbones import BACKBONES, NORM_LAYERS
 from core.segmentation_models import SEGMENTATION_MODELS
-from tools.cli import add_pretrained_argument, add_training_arguments, run_script, str2bool
+from tools.cli import add_pretrained_argument, add_sync_bn_argument, add_training_arguments, run_script, str2bool
 
 
 def build_parser():
@@ -23,6 +23,7 @@ def build_parser():
     model.add_argument("--backbone", type=str, default="resnest269", choices=sorted(BACKBONES), help="backbone")
     model.add_argument("--mode", type=str, default="fix", choices=sorted(NORM_LAYERS),
                        help="batch norm: fix (frozen statistics) or normal")
+    add_sync_bn_argument(model)
     model.add_argument("--use_gn", type=str2bool, default=True,
                        help="GroupNorm(4, C) in the ASPP and decoder instead of the backbone's norm (True/False)")
     add_pretrained_argument(model)

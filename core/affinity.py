@@ -7,18 +7,19 @@ import pathlib
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from core.affinity_labels import affinity_loss, affinity_pair_labels
 from core.affinitynet import TRAINING_RADIUS, AffinityNet
 from core.path_index import PathIndex
 from core.random_walk import normalise_rw, random_walk
+from tools import distributed
 from tools.cli import StageError, check_batch_size, require_tag
 from tools.datasets import LabelMapDataset, check_label_folder
-from tools.device import select_device, wrap_data_parallel
+from tools.experiment import ExperimentPaths
+from tools.device import autocast
 from tools.files import load_checkpoint, load_weights
 from tools.optim import PolyOptimizer
-from tools.training import fit, set_seed, start_run
+from tools.training import fit, set_seed, start_run, training_loader
 from tools.transforms import TrainTransform
 
 
@@ -28,9 +29,10 @@ def train(args):
         raise StageError("--label_name is required: the affinity-label folder under --pred_dir")
     if args.image_size % 4 or args.image_size // 4 < 2 * TRAINING_RADIUS:
         raise StageError(f"--image_size {args.image_size} must be a multiple of 4 and at least {8 * TRAINING_RADIUS}")
+    ExperimentPaths().check_training_writable(args.tag)
     set_seed(args.seed)
     torch.autograd.set_detect_anomaly(args.detect_anomaly)
-    device = select_device(args.device)
+    device = distributed.setup(args.device)
     label_dir = pathlib.Path(args.pred_dir) / args.label_name
     grid = args.image_size // 4
     dataset = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
@@ -41,13 +43,12 @@ def train(args):
     model = AffinityNet(args.architecture, pretrained=args.pretrained, path_index=path_index).to(device)
 
     paths, log = start_run(args)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    loader = training_loader(dataset, args, device)
     groups = [{"params": model.trainable_parameters(), "lr": args.lr, "weight_decay": args.wd}]
     optimizer = PolyOptimizer(groups, args.lr, args.wd, args.max_epoch * len(loader), args.nesterov, args.momentum)
     src_indices = path_index.src_indices.to(device)
     dst_indices = path_index.dst_indices.to(device)
-    model = wrap_data_parallel(model, device)
+    model = distributed.wrap_model(model, device)
 
     def step_losses(model, batch, iteration):
         images, labels = (tensor.to(device) for tensor in batch)
@@ -63,22 +64,27 @@ def load_affinitynet(architecture, path):
     (the training grid is image_size/4: 128 for the published 512)."""
     state = load_checkpoint(path)
     sources = state.get("path_indices_0", state.get("module.path_indices_0"))
-    if sources is None:
-        raise StageError(f"{path}: no path_indices_0 buffer; not an AffinityNet checkpoint")
-    # n_src = (g − r + 1)·(g − 2r + 2) on a g×g grid: solve for g
     r = TRAINING_RADIUS
-    count = sources.shape[-1]
-    grid = round((3 * r - 3 + math.sqrt((r - 1) ** 2 + 4 * count)) / 2)
+    if sources is None:  # not an AffinityNet checkpoint: any grid will do for load_weights to name the keys
+        grid = 4 * r
+    else:  # n_src = (g − r + 1)·(g − 2r + 2) on a g×g grid: solve for g
+        count = sources.shape[-1]
+        grid = round((3 * r - 3 + math.sqrt((r - 1) ** 2 + 4 * count)) / 2)
     model = AffinityNet(architecture, pretrained="none", path_index=PathIndex(r, (grid, grid)))
     return load_weights(model, path)
 
 
 @torch.no_grad()
-def random_walk_maps(model, image, cams, beta, exp_times):
+def random_walk_maps(model, image, cams, beta, exp_times, amp="off"):
     """The random walk of one image: rw maps (K−1)×h×w, upsampled ×4, cropped, divided by the
-    global max (zero stays zero). image: normalised 3×h×w tensor; cams: strided CAMs (SPEC §6.2)."""
+    global max (zero stays zero). image: normalised 3×h×w tensor; cams: strided CAMs (SPEC §6.2);
+    `amp`: the precision of the network (the walk itself runs in float64). An image with no
+    positive class (no CAM) gets an empty 0×h×w map (all background downstream)."""
     height, width = image.shape[1:]
-    edge = model.edge_map(image)
+    if cams.shape[0] == 0:
+        return cams.new_zeros((0, height, width))
+    with autocast(image.device, amp):
+        edge = model.edge_map(image)
     walk = random_walk(cams.to(edge.device), edge, beta=beta, exp_times=exp_times)
     upsampled = F.interpolate(walk[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
     return normalise_rw(upsampled[:, :height, :width])

@@ -87,5 +87,5 @@ class AffinityNet(Backbone):
         batch = torch.stack([image, image.flip(-1)])
         batch = F.pad(batch, [0, canvas_w - width, 0, canvas_h - height])
         rows, cols = strided_size(height, width)
-        edge = self.forward(batch)[:, 0, :rows, :cols]
+        edge = self.forward(batch).float()[:, 0, :rows, :cols]  # float32 also under --amp autocast
         return torch.sigmoid(edge[0] / 2 + edge[1].flip(-1) / 2)

@@ -12,6 +12,7 @@ from torch import nn
 
 from core.resnet import ResNet
 from tools.cli import StageError
+from tools.files import load_failure
 
 PRETRAINED_CHOICES = "imagenet (default: the published weight file from the torch hub cache), none (train from scratch) or a path to a weight file"
 
@@ -114,11 +115,15 @@ def load_imagenet_weights(model, path):
 
     The classifier head (`fc.*`) is dropped; BatchNorm's `num_batches_tracked` counters, absent
     from old torchvision files, may be missing. Anything else missing or unexpected is an error.
+    A checkpoint of this pipeline's classifier (`model.*` + `stage*.*` + `classifier.*`, e.g.
+    experiments/models/{tag}.pth) gives its backbone, `model.*`: the toy run's stand-in for ImageNet.
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise StageError(f"{path}: cannot read weight file ({type(error).__name__}: {error})")
+        raise StageError(f"{path}: cannot read weight file ({load_failure(error)})")
+    if "classifier.weight" in state:
+        state = {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
     state = {key: value for key, value in state.items() if not key.startswith("fc.")}
     result = model.load_state_dict(state, strict=False)
     missing = [key for key in result.missing_keys if not key.endswith("num_batches_tracked")]

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from tools.device import autocast
 from tools.transforms import normalize
 
 
@@ -21,18 +22,21 @@ def resize_maps(maps, size, mode="bilinear"):
     return F.interpolate(maps[None], size=size, mode=mode, align_corners=False)[0]
 
 
-def flip_fused_output(model_fn, image, scale, device):
+def flip_fused_output(model_fn, image, scale, device, amp="off"):
     """`model_fn` on the image resized by `scale` and on its horizontal flip: out[0] + flip(out[1]).
 
     The image is resized with PIL bicubic to (round(w·s), round(h·s)); Python's round sends halves
-    to even, as published (441·0.5 → 220).
+    to even, as published (441·0.5 → 220). `model_fn` runs in the precision of `amp` (--amp);
+    its output is fused in float32.
     """
     width, height = image.size
     if scale != 1.0:
         image = image.resize((round(width * scale), round(height * scale)), Image.BICUBIC)
     array = torch.from_numpy(normalize(image).transpose(2, 0, 1))
     batch = torch.stack([array, array.flip(-1)]).to(device)
-    outputs = model_fn(batch)
+    with autocast(device, amp):
+        outputs = model_fn(batch)
+    outputs = outputs.float()
     return outputs[0] + outputs[1].flip(-1)
 
 
@@ -42,11 +46,11 @@ def class_activation(classifier):
 
 
 @torch.no_grad()
-def multiscale_cams(classifier, image, label, scales, device):
+def multiscale_cams(classifier, image, label, scales, device, amp="off"):
     """keys, strided CAMs ((K−1)×h/4×w/4) and full-size CAMs ((K−1)×h×w) of one image (SPEC §6.2)."""
     width, height = image.size
     activation = class_activation(classifier)
-    per_scale = [flip_fused_output(activation, image, scale, device) for scale in scales]
+    per_scale = [flip_fused_output(activation, image, scale, device, amp) for scale in scales]
     strided = torch.stack([resize_maps(cams, strided_size(height, width)) for cams in per_scale]).sum(0)
     high_res = torch.stack([resize_maps(cams, strided_up_size(height, width)) for cams in per_scale]).sum(0)
     high_res = high_res[:, :height, :width]

@@ -12,12 +12,14 @@ from core import losses, puzzle
 from core.backbones import NORM_LAYERS, BACKBONES, parameter_groups
 from core.cam import maps_to_label
 from core.classifier import Classifier, make_cam
-from tools.cli import StageError, add_pretrained_argument, check_batch_size, add_training_arguments, require_tag
+from tools import distributed
+from tools.cli import (StageError, add_pretrained_argument, add_sync_bn_argument, add_training_arguments,
+                       check_batch_size, require_tag)
 from tools.datasets import ClassificationDataset, ClassificationEvalDataset
-from tools.device import select_device, wrap_data_parallel
+from tools.experiment import ExperimentPaths
 from tools.metrics import SegmentationMetric
 from tools.optim import PolyOptimizer, build_groups
-from tools.training import fit, set_seed, start_run
+from tools.training import fit, set_seed, start_run, training_loader
 from tools.transforms import TopLeftCropTransform, TrainTransform, parse_augment
 from tools.visualize import denormalize, heatmap_overlay
 
@@ -30,6 +32,7 @@ def add_arguments(parser, puzzle_branch):
     model.add_argument("--architecture", type=str, default="resnet50", choices=sorted(BACKBONES), help="backbone")
     model.add_argument("--mode", type=str, default="normal", choices=sorted(NORM_LAYERS),
                        help="batch norm: normal, or fix (frozen statistics)")
+    add_sync_bn_argument(model)
     add_pretrained_argument(model)
     model.add_argument("--augment", type=str, default="",
                        help="photometric augmentations joined by '_': colorjitter, randaugment")
@@ -49,12 +52,16 @@ def add_arguments(parser, puzzle_branch):
                            help="fraction of training over which alpha ramps up linearly (0: constant)")
 
 
-def puzzle_losses(model, images, labels, args, alpha):
-    """The losses of one puzzle iteration (SPEC §4) as a dict of scalar tensors, with `total`."""
+def puzzle_losses(model, images, labels, args, alpha, batch_size):
+    """The losses of one puzzle iteration (SPEC §4) as a dict of scalar tensors, with `total`.
+
+    `batch_size` is the merge's chunk: the configured batch (a published quirk), which under
+    torchrun is this process's part of it.
+    """
     terms = losses.parse_loss_option(args.loss_option)
     logits, features = model(images, with_cam=True)
     tiled_logits, tiled_features = model(puzzle.tile(images, args.num_pieces), with_cam=True)
-    re_features = puzzle.merge(tiled_features, args.num_pieces, args.batch_size)
+    re_features = puzzle.merge(tiled_features, args.num_pieces, batch_size)
     if args.level == "cam":
         features, re_features = make_cam(features), make_cam(re_features)
     zero = logits.new_zeros(())
@@ -106,6 +113,8 @@ def check_sizes(args, puzzle_branch, dataset_size):
                              f"(output stride 16 × {side} pieces per side) for the puzzle merge")
     if args.min_image_size > args.max_image_size:
         raise StageError("--min_image_size must not exceed --max_image_size")
+    if args.sync_bn and args.mode != "normal":
+        raise StageError(f"--sync_bn True applies to --mode normal (--mode {args.mode} has no batch statistics)")
 
 
 def cam_overlays(sample, limit=4):
@@ -129,8 +138,9 @@ def train(args, puzzle_branch):
             puzzle.pieces_per_side(args.num_pieces)
     except ValueError as error:
         raise StageError(str(error))
+    ExperimentPaths().check_training_writable(args.tag)
     set_seed(args.seed)
-    device = select_device(args.device)
+    device = distributed.setup(args.device)
     train_set = ClassificationDataset(args.data_dir, "train_aug", TrainTransform(
         args.image_size, args.min_image_size, args.max_image_size, args.augment))
     eval_set = ClassificationEvalDataset(args.data_dir, "train", TopLeftCropTransform(args.image_size))
@@ -138,20 +148,19 @@ def train(args, puzzle_branch):
     model = Classifier(args.architecture, mode=args.mode, pretrained=args.pretrained).to(device)
 
     paths, log = start_run(args)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                              num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    train_loader = training_loader(train_set, args, device)
     eval_loader = DataLoader(eval_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
     max_iteration = args.max_epoch * len(train_loader)
     optimizer = PolyOptimizer(build_groups(parameter_groups(model), args.lr, args.wd), args.lr, args.wd,
                               max_iteration, args.nesterov, args.momentum)
-    model = wrap_data_parallel(model, device)
+    model = distributed.wrap_model(model, device, args.sync_bn)
 
     def step_losses(model, batch, iteration):
         images, labels = (tensor.to(device) for tensor in batch)
         if not puzzle_branch:
             return plain_losses(model, images, labels)
         alpha = losses.alpha_at(iteration, max_iteration, args.alpha, args.alpha_schedule)
-        return {"alpha": alpha, **puzzle_losses(model, images, labels, args, alpha)}
+        return {"alpha": alpha, **puzzle_losses(model, images, labels, args, alpha, train_loader.batch_size)}
 
     def evaluate(model):
         scores, sample = evaluate_cams(model, eval_loader, device)

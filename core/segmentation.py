@@ -18,13 +18,14 @@ from core.backbones import parameter_groups
 from core.cam import flip_fused_output, resize_maps
 from core.crf import probability_crf
 from core.segmentation_models import build_segmentation_model
+from tools import distributed
 from tools.cli import StageError, check_batch_size, require_tag
 from tools.datasets import LabelMapDataset, check_label_folder
-from tools.device import select_device, wrap_data_parallel
-from tools.files import save_colour_png, save_label_png
+from tools.experiment import ExperimentPaths
+from tools.files import exit_on_sigterm, save_colour_png, save_label_png
 from tools.metrics import SegmentationMetric
 from tools.optim import PolyOptimizer, build_groups
-from tools.training import fit, set_seed, start_run
+from tools.training import fit, set_seed, start_run, training_loader
 from tools.transforms import IGNORE_LABEL, TopLeftCropTransform, TrainTransform
 from tools.visualize import colour_label, denormalize
 from tools.voc import NUM_CLASSES, voc_palette
@@ -41,6 +42,8 @@ def check_arguments(args):
         raise StageError("--label_name is required: the pseudo-label folder under --pred_dir")
     if args.min_image_size > args.max_image_size:
         raise StageError("--min_image_size must not exceed --max_image_size")
+    if args.sync_bn and args.mode != "normal":
+        raise StageError(f"--sync_bn True applies to --mode normal (--mode {args.mode} has no batch statistics)")
 
 
 @torch.no_grad()
@@ -69,9 +72,10 @@ def prediction_overlays(sample, limit=4):
 
 def train(args):
     check_arguments(args)
+    ExperimentPaths().check_training_writable(args.tag)
     set_seed(args.seed)
     torch.autograd.set_detect_anomaly(args.detect_anomaly)
-    device = select_device(args.device)
+    device = distributed.setup(args.device)
     label_dir = pathlib.Path(args.pred_dir) / args.label_name
     train_set = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
         args.image_size, args.min_image_size, args.max_image_size), label_dir=label_dir)
@@ -82,13 +86,12 @@ def train(args):
                                      use_gn=args.use_gn, pretrained=args.pretrained).to(device)
 
     paths, log = start_run(args)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                              num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    train_loader = training_loader(train_set, args, device)
     valid_loader = DataLoader(valid_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
     max_iteration = args.max_epoch * len(train_loader)
     optimizer = PolyOptimizer(build_groups(parameter_groups(model), args.lr, args.wd), args.lr, args.wd,
                               max_iteration, args.nesterov, args.momentum)
-    model = wrap_data_parallel(model, device)
+    model = distributed.wrap_model(model, device, args.sync_bn)
 
     def step_losses(model, batch, iteration):
         images, labels = (tensor.to(device) for tensor in batch)
@@ -102,7 +105,7 @@ def train(args):
     return fit(args, model, train_loader, optimizer, step_losses, validate, paths, log)
 
 
-def fused_logits(model, image, scales, device):
+def fused_logits(model, image, scales, device, amp="off"):
     """Σ over scales of the flip-fused logits, each resized (bilinear, align_corners=False) to the
     image size: C×H×W.
 
@@ -113,14 +116,14 @@ def fused_logits(model, image, scales, device):
     width, height = image.size
     total = 0
     for scale in scales:
-        total = total + resize_maps(flip_fused_output(model, image, scale, device), (height, width))
+        total = total + resize_maps(flip_fused_output(model, image, scale, device, amp), (height, width))
     return total
 
 
 @torch.no_grad()
-def predict_probabilities(model, image, scales, device):
+def predict_probabilities(model, image, scales, device, amp="off"):
     """Softmax over classes of the multi-scale, flip-fused logits (C×H×W float32 numpy)."""
-    return torch.softmax(fused_logits(model, image, scales, device), dim=0).cpu().numpy()
+    return torch.softmax(fused_logits(model, image, scales, device, amp), dim=0).cpu().numpy()
 
 
 def write_prediction(path, image, probabilities, iteration, colour):
@@ -135,19 +138,22 @@ def write_prediction(path, image, probabilities, iteration, colour):
         save_label_png(path, label)
 
 
-def predict_split(model, dataset, out_dir, scales, iteration, device, colour=False, num_workers=0, progress=True):
-    """`{id}.png` for every (id, PIL image) of `dataset`. The network runs here; the CRF, argmax and
-    write run in `num_workers` processes (inline when 0), so the outputs do not depend on it."""
+def predict_split(model, dataset, out_dir, scales, iteration, device, colour=False, num_workers=0, progress=True,
+                  amp="off"):
+    """`{id}.png` for every (id, PIL image) of `dataset`. The network runs here (in the precision of
+    `amp`); the CRF, argmax and write run in `num_workers` processes (inline when 0), so the outputs
+    do not depend on it."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = functools.partial(write_prediction, iteration=iteration, colour=colour)
-    pool = multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 0 else None
+    pool = (multiprocessing.get_context("fork").Pool(num_workers, initializer=exit_on_sigterm)
+            if num_workers > 0 else None)
     pending = collections.deque()
     try:
         for index in tqdm(range(len(dataset)), desc=out_dir.name, dynamic_ncols=True, disable=not progress):
             image_id, image = dataset[index]
             arguments = (out_dir / f"{image_id}.png", np.array(image),  # writable: pydensecrf needs it
-                         predict_probabilities(model, image, scales, device))
+                         predict_probabilities(model, image, scales, device, amp))
             if pool is None:
                 work(*arguments)
                 continue

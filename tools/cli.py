@@ -57,11 +57,13 @@ def run_script(main, parser, argv=None):
 
 
 def one_line(error):
-    """The message of a StageError, also when a DataLoader worker re-raised it with its traceback."""
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
+    """The message of a StageError on one line, also when a DataLoader worker re-raised it with its
+    traceback (the message follows the last `tools.cli.StageError: `) or it quotes a multi-line error."""
+    text = str(error)
     prefix = f"{StageError.__module__}.{StageError.__name__}: "
-    return last[len(prefix):] if last.startswith(prefix) else last
+    if prefix in text:
+        text = text[text.rindex(prefix) + len(prefix):]
+    return " ".join(text.split())
 
 
 def add_training_arguments(parser, **defaults):
@@ -74,7 +76,8 @@ def add_training_arguments(parser, **defaults):
     group.add_argument("--num_workers", type=int, default=values["num_workers"], help="data loader worker processes")
     group.add_argument("--data_dir", type=str, default=values.get("data_dir", "../VOCtrainval_11-May-2012/"),
                        help="VOC2012-format folder (JPEGImages/, Annotations/, SegmentationClass/)")
-    group.add_argument("--batch_size", type=int, default=values["batch_size"], help="images per iteration (all GPUs together)")
+    group.add_argument("--batch_size", type=int, default=values["batch_size"],
+                       help="images per iteration (all GPUs and torchrun processes together)")
     group.add_argument("--max_epoch", type=int, default=values["max_epoch"], help="training epochs")
     group.add_argument("--lr", type=float, default=values["lr"], help="base learning rate (pretrained weights)")
     group.add_argument("--wd", type=float, default=values["wd"], help="weight decay")
@@ -87,7 +90,44 @@ def add_training_arguments(parser, **defaults):
     group.add_argument("--print_ratio", type=float, default=values["print_ratio"], help="log every this fraction of an epoch")
     group.add_argument("--tag", type=str, default="", help="run name: experiments/models/{tag}.pth etc.")
     group.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
+    add_amp_argument(group)
+    group.add_argument("--resume", type=str2bool, nargs="?", const=True, default=False,
+                       help="continue a stopped run from experiments/models/{tag}.state.pth (the training "
+                            "state written after every epoch); same flags as the stopped run")
     return group
+
+
+AMP_CHOICES = ("off", "bf16", "fp16")
+
+
+def add_amp_argument(parser):
+    parser.add_argument("--amp", type=str, default="off", choices=AMP_CHOICES,
+                        help="mixed precision: off (float32, as published), bf16 or fp16 autocast "
+                             "(fp16 on CUDA with a gradient scaler)")
+
+
+def add_sync_bn_argument(parser):
+    parser.add_argument("--sync_bn", type=str2bool, default=False,
+                        help="under torchrun with --mode normal: SyncBatchNorm, batch statistics over all "
+                             "processes (CUDA only; True/False)")
+
+
+def shard_type(text):
+    """`i/n` -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n such as 0/4 (shard i of n, counted from 0), got {text!r}")
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"shard i/n needs n >= 1 and 0 <= i < n, got {text!r}")
+    return index, count
+
+
+def add_shard_argument(parser):
+    parser.add_argument("--shard", type=shard_type, default=None,
+                        help="i/n: process only the i-th of n interleaved parts of the image list (i = 0…n−1), "
+                             "e.g. one part per machine sharing experiments/; under torchrun each part is "
+                             "split again over the processes")
 
 
 def add_pretrained_argument(parser):

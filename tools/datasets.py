@@ -16,6 +16,7 @@ class VOCDataset(Dataset):
     def __init__(self, data_dir, domain, ids=None):
         self.data = VOCData(data_dir)
         self.ids = read_image_ids(domain, data_dir) if ids is None else list(ids)
+        self.data.check_images(self.ids, domain)
 
     def __len__(self):
         return len(self.ids)
@@ -36,6 +37,10 @@ class ClassificationDataset(VOCDataset):
 
 class ClassificationEvalDataset(ClassificationDataset):
     """(image, one-hot label, ground-truth mask), for the per-epoch CAM evaluation."""
+
+    def __init__(self, data_dir, domain, transform):
+        super().__init__(data_dir, domain, transform)
+        self.data.check_masks(self.ids, domain)
 
     def __getitem__(self, index):
         image_id = self.ids[index]
@@ -64,6 +69,8 @@ class LabelMapDataset(VOCDataset):
         super().__init__(data_dir, domain)
         self.transform = transform
         self.label_dir = None if label_dir is None else pathlib.Path(label_dir)
+        if label_dir is None:
+            self.data.check_masks(self.ids, domain)
 
     def label_path(self, image_id):
         return self.data.mask_path(image_id) if self.label_dir is None else self.label_dir / f"{image_id}.png"
@@ -76,17 +83,18 @@ class LabelMapDataset(VOCDataset):
 
 
 class ImageListDataset(VOCDataset):
-    """(image id, PIL image) for per-image inference stages; `with_labels` adds the one-hot label."""
+    """(image id, PIL image) for per-image inference stages; `with_labels` adds the one-hot label
+    (tags parsed up front, so a bad XML fails before any output)."""
 
     def __init__(self, data_dir, domain, ids=None, with_labels=False):
         super().__init__(data_dir, domain, ids)
-        self.with_labels = with_labels
+        self.labels = [self.data.label(image_id) for image_id in self.ids] if with_labels else None
 
     def __getitem__(self, index):
         image_id = self.ids[index]
         image = self.data.image(image_id)
-        if self.with_labels:
-            return image_id, image, self.data.label(image_id)
+        if self.labels is not None:
+            return image_id, image, self.labels[index]
         return image_id, image
 
 

@@ -9,7 +9,7 @@ from core.cam import maps_to_label
 from tools.cli import StageError
 from tools.files import find_maps, load_label_png, load_maps
 from tools.metrics import SegmentationMetric
-from tools.voc import load_mask
+from tools.voc import check_class_ids, load_mask, require_files
 
 MAP_KEY = {"npy": "hr_cam", "rw": "rw"}
 
@@ -36,12 +36,17 @@ def check_predictions(pred_dir, ids, mode):
                          "have none); run the stage that writes them first")
 
 
+def check_ground_truth(gt_dir, ids):
+    require_files((gt_dir / f"{image_id}.png" for image_id in ids), "ground-truth mask",
+                  "every listed image needs one; check --gt_dir/--data_dir and --domain")
+
+
 def image_matrices(image_id, pred_dir, gt_dir, mode, thresholds, allow_pickle):
     """Confusion matrices of one image, one per threshold (a single one for PNG predictions)."""
     ground_truth = load_mask(gt_dir / f"{image_id}.png")
     path = prediction_path(pred_dir, image_id, mode)
     if path.suffix == ".png":
-        predictions = [load_label_png(path)] * len(thresholds)
+        predictions = [check_class_ids(load_label_png(path), path, void=False)] * len(thresholds)
     else:
         maps = load_maps(path, allow_pickle=allow_pickle)
         key = MAP_KEY[mode]
@@ -64,6 +69,7 @@ def image_matrices(image_id, pred_dir, gt_dir, mode, thresholds, allow_pickle):
 
 def evaluate_folder(pred_dir, gt_dir, ids, mode, thresholds, num_workers=1, allow_pickle=False, progress=True):
     """Scores per threshold (a list aligned with `thresholds`) over every listed image."""
+    check_ground_truth(gt_dir, ids)
     check_predictions(pred_dir, ids, mode)
     work = functools.partial(image_matrices, pred_dir=pred_dir, gt_dir=gt_dir, mode=mode,
                              thresholds=thresholds, allow_pickle=allow_pickle)

@@ -37,6 +37,9 @@ def segmentation_name(tag, domain, scales, iteration):
     return f"{tag}@{word}@scale={scales}@iteration={iteration}"
 
 
+WRITABLE_ADVICE = "run from a directory where experiments/ can be written, or make it writable"
+
+
 class ExperimentPaths:
     """The published layout under `./experiments/` (relative to the working directory)."""
 
@@ -64,7 +67,25 @@ class ExperimentPaths:
     def images(self, name):
         return self.root / "images" / name
 
+    def evaluation(self, experiment_name, domain):
+        """evaluate.py's result file."""
+        return self.root / "evaluations" / f"{experiment_name}@{domain}.json"
+
+    def report(self, tag):
+        """make_report.py's folder of pictures."""
+        return self.root / "reports" / tag
+
+    def training_folders(self, tag):
+        """The folders a training run writes into."""
+        return [self.model(tag).parent, self.log(tag).parent, self.metrics(tag).parent, self.tensorboard(tag)]
+
+    def check_training_writable(self, tag):
+        """Stop before a training run does any work when one of its folders cannot be written."""
+        from tools.files import check_writable
+
+        for folder in self.training_folders(tag):
+            check_writable(folder, WRITABLE_ADVICE)
+
     def make_dirs(self, tag):
-        for folder in (self.model(tag).parent, self.log(tag).parent, self.metrics(tag).parent,
-                       self.tensorboard(tag)):
+        for folder in self.training_folders(tag):
             folder.mkdir(parents=True, exist_ok=True)

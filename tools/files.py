@@ -19,18 +19,28 @@ import torch
 from PIL import Image
 
 from tools.cli import StageError
+from tools.voc import NUM_CLASSES
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: unique temporaries, which a killed writer leaves behind
+    fcntl = None
 
 MAP_SUFFIXES = (".npz", ".npy")
 
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path` (same suffix); rename it over `path` on success."""
+    """Yield a temporary path beside `path` (same suffix); rename it over `path` on success.
+
+    The temporary is `.{stem}.tmp{suffix}`, held under an exclusive lock while it is written: a
+    writer killed mid-write leaves it unlocked, and the next write of the same file reuses it, so a
+    rerun after an interruption leaves no stray file. A second live writer of the same file (locked
+    temporary) gets a unique temporary name instead.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
-                                         dir=path.parent)
-    os.close(handle)
+    handle, temporary = _locked_temporary(path)
     try:
         yield temporary
         os.replace(temporary, path)
@@ -38,6 +48,52 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _locked_temporary(path):
+    """(open handle holding the lock, temporary path) for writing `path`."""
+    temporary = str(path.parent / f".{path.stem}.tmp{path.suffix}")
+    if fcntl is not None:
+        handle = os.open(temporary, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # still the file under that name (not renamed over `path` by a writer that just finished)?
+            if os.path.samestat(os.fstat(handle), os.stat(temporary)):
+                os.ftruncate(handle, 0)
+                return handle, temporary
+        except OSError:  # locked by a live writer, or renamed away meanwhile
+            pass
+        os.close(handle)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    return handle, temporary
+
+
+def check_writable(folder, advice="make it writable or choose another output location"):
+    """Stop before any work when files cannot be written into `folder` (created later, when needed):
+    its nearest existing ancestor must be a folder in which a file can be created."""
+    folder = pathlib.Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StageError(f"{folder}: output folder not writable ({existing} is not a folder); {advice}")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+    except OSError as error:
+        raise StageError(f"{folder}: output folder not writable ({error.strerror} in {existing}); {advice}")
+    os.close(handle)
+    os.unlink(probe)
+
+
+def exit_on_sigterm():
+    """Pool initializer: a worker terminated while writing (the pool stops on another worker's
+    error) removes its temporary file before exiting, instead of dying mid-write."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def write_text(path, text):
@@ -83,6 +139,15 @@ def find_maps(folder, image_id):
     return None
 
 
+def check_map_files(folder, ids, kind, producer):
+    """Every id has a map file in `folder`, else one error naming the first missing one and the count."""
+    folder = pathlib.Path(folder)
+    missing = [image_id for image_id in ids if find_maps(folder, image_id) is None]
+    if missing:
+        raise StageError(f"{folder / missing[0]}.npz: {kind} file missing ({len(missing)} of {len(ids)} listed "
+                         f"images have none); run {producer} on this --domain first or check the folder name")
+
+
 def load_maps(path, allow_pickle=False):
     """Read a CAM or random-walk file into a dict of numpy arrays (`keys` plus map arrays).
 
@@ -109,7 +174,12 @@ def load_maps(path, allow_pickle=False):
                          "delete it and rerun the stage that writes it")
     if "keys" not in maps:
         raise StageError(f"{path}: no 'keys' array; not a CAM/RW file of this pipeline")
-    maps["keys"] = np.asarray(maps["keys"], dtype=np.int64)
+    keys = np.asarray(maps["keys"])
+    if (keys.ndim != 1 or keys.size == 0 or not np.issubdtype(keys.dtype, np.integer) or keys[0] != 0
+            or np.any(np.diff(keys) <= 0) or keys[-1] > NUM_CLASSES):
+        raise StageError(f"{path}: 'keys' {keys.tolist()} is not [0, c1+1, c2+1, ...] with increasing class ids "
+                         f"1-{NUM_CLASSES}; delete the file and rerun the stage that wrote it")
+    maps["keys"] = keys.astype(np.int64)
     return maps
 
 
@@ -151,8 +221,24 @@ def load_label_png(path):
 
 
 def save_checkpoint(state_dict, path):
+    """torch.save through a stream: saved to a path, the archive would name its records after the
+    temporary file, so two saves of the same weights would differ byte for byte."""
     with atomic_path(path) as temporary:
-        torch.save(state_dict, temporary)
+        with open(temporary, "wb") as stream:
+            torch.save(state_dict, stream)
+
+
+def load_failure(error):
+    """Why torch.load(..., weights_only=True) refused a file, in a few words: torch's own message
+    spans a dozen lines and suggests weights_only=False, which would run whatever the file holds."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = next((line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()), "")
+        return (f"not a plain file of tensors, refused without unpickling it: {detail.split('. ')[0].rstrip('.')}; "
+                "it is damaged or holds objects whose unpickling could run code")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def load_checkpoint(path):
@@ -163,11 +249,36 @@ def load_checkpoint(path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise StageError(f"{path}: cannot load checkpoint ({type(error).__name__}: {error})")
+        raise StageError(f"{path}: cannot load checkpoint ({load_failure(error)})")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise StageError(f"{path}: not a state dict")
+    return state
+
+
+TRAINING_STATE_FORMAT = "puzzlecam-training-state-1"
+
+
+def save_training_state(state, path):
+    """The resumable state of a training run (`{tag}.state.pth`; `{tag}.pth` stays the weights):
+    a dict of tensors, numbers, strings, lists and dicts only, so that it loads with
+    weights_only=True (see tools.training.training_state for its entries)."""
+    save_checkpoint({"format": TRAINING_STATE_FORMAT, **state}, path)
+
+
+def load_training_state(path):
+    """The dict written by save_training_state, loaded without unpickling objects (weights_only)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise StageError(f"{path}: no training state to resume from (written after each epoch of a run "
+                         "with the same --tag); drop --resume to start afresh")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise StageError(f"{path}: cannot load the training state ({load_failure(error)})")
+    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+        raise StageError(f"{path}: not a training state of this code ({TRAINING_STATE_FORMAT})")
     return state
 
 

@@ -5,7 +5,7 @@ import time
 
 from tqdm import tqdm
 
-from tools.files import write_json
+from tools.files import read_json, write_json
 
 
 class TqdmHandler(logging.Handler):
@@ -35,9 +35,16 @@ def setup_logging(log_path=None, name="puzzlecam"):
 class MetricHistory:
     """`experiments/data/{tag}.json`: the arguments and the appended train/validation records."""
 
-    def __init__(self, path, args):
+    def __init__(self, path, args, resume_iteration=None):
+        """With `resume_iteration` (a resumed run) the records of the stopped run up to that
+        iteration are kept, and later ones (after its last training state) dropped."""
         self.path = path
         self.data = {"args": vars(args), "train": [], "validation": []}
+        if resume_iteration is not None and path.exists():
+            previous = read_json(path)
+            for kind in ("train", "validation"):
+                self.data[kind] = [record for record in previous.get(kind, [])
+                                   if record.get("iteration", 0) <= resume_iteration]
 
     def add(self, kind, record):
         self.data[kind].append(record)

@@ -3,6 +3,8 @@ import multiprocessing
 
 from tqdm import tqdm
 
+from tools.files import exit_on_sigterm
+
 
 def pending_ids(ids, out_dir, suffix=".png"):
     """The ids whose output file does not exist yet (outputs are written atomically, so an
@@ -22,6 +24,6 @@ def run_per_image(work, ids, num_workers, desc):
                 work(image_id)
                 bar.update(1)
             return
-        with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+        with multiprocessing.get_context("fork").Pool(num_workers, initializer=exit_on_sigterm) as pool:
             for _ in pool.imap_unordered(work, ids, chunksize=4):
                 bar.update(1)

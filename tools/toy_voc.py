@@ -9,17 +9,19 @@ train_aug, val and test. Test images have a JPEG only, like VOC's test set. Boxe
 pixel coordinates of the instance's visible pixels. `toy_voc.json`, written last, records the
 parameters: a folder whose manifest matches is complete and is not generated again.
 
-Design, so that CAMs are informative but imperfect:
+Design, so that CAMs are informative but imperfect, and each refinement has something to fix:
 - ten shape families (winged, wheeled, ...), each shared by two classes ("siblings");
 - the body is textured (stripes, checks, dots, waves or blotches; each kind used by two families)
-  in two muted colours from a pool every class draws from, with overlapping class preferences,
-  so the body tells the family but hardly the class (siblings differ only in overlapping colour
-  preferences and texture periods);
+  in two shades of a class hue at medium saturation, at 70 % contrast: body colour and texture
+  tell the class, but less surely than
 - a small part (about 5 % of the object) near one end, in a saturated class colour (20 hues,
-  siblings about 200 degrees apart; a disc for the first sibling, a square for the second) is the
-  only sure sign of the class, so a classifier's CAM peaks on it rather than on the whole object;
-- backgrounds are smooth colour noise with gradients and clutter in the same muted colours,
-  some of it textured like the bodies; objects are 6-45 % of the image, 1-3 per image (the first
+  siblings about 200 degrees apart; a disc for the first sibling, a square for the second), the
+  surest sign of the class, so a classifier's CAM peaks on it rather than covering the object;
+- backgrounds are smooth colour noise with gradients and clutter (some of it textured like the
+  bodies), all desaturated towards grey, so object boundaries are colour edges a dense CRF can
+  follow (version 1 painted bodies and clutter from one muted pool: a scratch classifier did not
+  learn it in the demo's budget and the CRF step lowered the pseudo-label mIoU);
+  objects are 6-45 % of the image, 1-3 per image (the first
   one's class cycles through the 20 classes with the image number, so classes are balanced);
   objects are placed apart when they fit, otherwise later ones occlude earlier ones, each
   instance staying at least half visible; some are cut by the image border.
@@ -43,7 +45,7 @@ from tools.cli import str2bool
 
 __all__ = ["VERSION", "MANIFEST_NAME", "generate", "build_parser", "main"]
 
-VERSION = 1
+VERSION = 2
 MANIFEST_NAME = "toy_voc.json"
 CLASS_INFO_PATH = pathlib.Path(__file__).resolve().parents[1] / "data" / "VOC_2012.json"
 ID_PATTERN = re.compile(r"toy_\d{6}")
@@ -63,14 +65,15 @@ FAMILIES = {
 }
 UPRIGHT_FAMILIES = ("vase", "figure")  # major axis vertical, part on top
 
-# muted colours shared by object bodies and background clutter
-BODY_COLOURS = np.array([
-    (150, 110, 80), (110, 80, 60), (170, 160, 140), (120, 120, 125), (70, 75, 85), (200, 195, 185),
-    (90, 120, 150), (100, 130, 90), (160, 90, 80), (180, 150, 90), (130, 100, 130), (60, 90, 80),
+# background and clutter colours; the whole background is then desaturated (BACKGROUND_SATURATION)
+BACKGROUND_COLOURS = np.array([
+    (170, 160, 140), (120, 120, 125), (90, 120, 150), (100, 130, 90), (180, 150, 90), (150, 180, 210),
+    (90, 140, 70), (200, 180, 140), (60, 60, 60), (220, 220, 215), (120, 150, 170),
 ], dtype=np.float32)
-BACKGROUND_COLOURS = np.concatenate([BODY_COLOURS[[2, 3, 6, 7, 9]], np.array([
-    (150, 180, 210), (90, 140, 70), (200, 180, 140), (60, 60, 60), (220, 220, 215), (120, 150, 170),
-], dtype=np.float32)])
+BACKGROUND_SATURATION = 0.45     # background colours pulled this far from grey
+BODY_SATURATION = 0.5            # object bodies: a class hue at medium saturation,
+BODY_VALUES = (0.5, 0.75)        # in two shades mixed by the family texture,
+TEXTURE_CONTRAST = 0.7           # at this fraction of full contrast
 
 OBJECT_COUNT_PROBS = (0.45, 0.35, 0.2)          # 1, 2 or 3 objects
 AREA_FRACTION = {1: (0.15, 0.45), 2: (0.08, 0.25), 3: (0.06, 0.16)}  # per object, of the image
@@ -90,9 +93,11 @@ def _class_styles(class_names):
             index = class_names.index(name)
             hue = (family_index * 36 + sibling * 198) % 360
             part = colorsys.hsv_to_rgb(hue / 360, 0.9, 0.95)
+            body_hue = (index * 360 / len(class_names) + 9) % 360
             styles[index] = dict(
                 family=family, sibling=sibling, kind=kind,
-                colours=[(7 * index + k) % len(BODY_COLOURS) for k in range(4)],
+                colours=[np.array(colorsys.hsv_to_rgb(body_hue / 360, BODY_SATURATION, value), dtype=np.float32) * 255
+                         for value in BODY_VALUES],
                 period=(5.0, 9.0) if sibling == 0 else (7.0, 12.0),
                 angle=math.radians((index * 47) % 180),
                 part_colour=np.array(part, dtype=np.float32) * 255)
@@ -271,10 +276,9 @@ def _background(rng, height, width):
         mask = _rasterize([(shape, True)], height, width)
         if not mask.any():
             continue
-        pool = BODY_COLOURS if rng.uniform() < 0.5 else BACKGROUND_COLOURS
-        colour = _jitter(rng, pool[rng.integers(0, len(pool))], 20)
+        colour = _jitter(rng, BACKGROUND_COLOURS[rng.integers(0, len(BACKGROUND_COLOURS))], 20)
         if rng.uniform() < 0.3:  # textured like an object body
-            other = _jitter(rng, BODY_COLOURS[rng.integers(0, len(BODY_COLOURS))], 20)
+            other = _jitter(rng, BACKGROUND_COLOURS[rng.integers(0, len(BACKGROUND_COLOURS))], 20)
             kind_name = ("stripes", "checks", "dots", "waves", "blotches")[rng.integers(0, 5)]
             mix = _texture(rng, kind_name, rng.uniform(5, 12), rng.uniform(0, np.pi), height, width)
             fill = colour * (1 - mix) + other * mix
@@ -282,7 +286,8 @@ def _background(rng, height, width):
             fill = np.broadcast_to(colour, image.shape)
         alpha = rng.uniform(0.5, 1.0)
         image[mask] = (1 - alpha) * image[mask] + alpha * fill[mask]
-    return image
+    grey = image.mean(axis=2, keepdims=True)
+    return grey + BACKGROUND_SATURATION * (image - grey)
 
 
 # ---- objects
@@ -329,10 +334,10 @@ def _sample_object(rng, style, area, height, width):
     part_mask = _rasterize(placed[-1:], height, width)
     truncated = bool(np.any(low + centre < 0) or np.any(high + centre > (width - 1, height - 1)))
 
-    colours = rng.choice(style["colours"], 2, replace=False)
-    first, second = (_jitter(rng, BODY_COLOURS[c], 15) for c in colours)
+    first, second = (_jitter(rng, colour, 10) for colour in style["colours"])
     mix = _texture(rng, style["kind"], rng.uniform(*style["period"]),
                    style["angle"] + angle + rng.uniform(-0.3, 0.3), height, width)
+    mix = 0.5 + TEXTURE_CONTRAST * (mix - 0.5)
     paint = first * (1 - mix) + second * mix
     paint[part_mask] = _jitter(rng, style["part_colour"], 12)
     rim = part_mask & ~cv2.erode(part_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)

@@ -126,14 +126,29 @@ def load_image(path):
 
 
 def load_mask(path):
-    """A VOC ground-truth mask (class ids 0..20, 255 void) as a uint8 array."""
+    """A VOC ground-truth mask or label PNG (class ids 0..20, 255 void) as a uint8 array."""
     from tools.files import load_label_png
 
-    mask = load_label_png(path)
-    invalid = np.setdiff1d(np.unique(mask), np.r_[np.arange(NUM_CLASSES + 1), 255])
+    return check_class_ids(load_label_png(path), path)
+
+
+def check_class_ids(label, path, void=True):
+    """`label` itself if its values are class ids 0..20 (and 255, void/unsure, when `void`), else one
+    error naming the file and the values outside."""
+    allowed = np.r_[np.arange(NUM_CLASSES + 1), 255] if void else np.arange(NUM_CLASSES + 1)
+    invalid = np.setdiff1d(np.unique(label), allowed)
     if invalid.size:
-        raise StageError(f"{path}: mask values {invalid.tolist()} outside 0-20/255; is this a VOC label PNG?")
-    return mask
+        raise StageError(f"{path}: values {invalid.tolist()[:5]} outside 0-{NUM_CLASSES}{'/255' if void else ''}; "
+                         "is this a class-id PNG of this pipeline? replace or regenerate it")
+    return label
+
+
+def require_files(paths, kind, advice):
+    """Stop with one line naming the first missing file of `paths` and how many are missing."""
+    paths = list(paths)
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise StageError(f"{missing[0]}: {kind} not found ({len(missing)} of {len(paths)} listed); {advice}")
 
 
 class VOCData:
@@ -159,3 +174,20 @@ class VOCData:
     def label(self, image_id):
         names = parse_tags(self.root / "Annotations" / f"{image_id}.xml", self.class_dic)
         return one_hot(names, self.class_dic)
+
+    def check_images(self, ids, domain):
+        """Every id of the `domain` list has its JPEG (checked up front, before any output)."""
+        require_files((self.image_path(image_id) for image_id in ids), "image",
+                      f"ids of {self._list_name(domain)} need JPEGImages/{{id}}.jpg; check --data_dir or the list")
+
+    def check_masks(self, ids, domain):
+        require_files((self.mask_path(image_id) for image_id in ids), "ground-truth mask",
+                      f"ids of {self._list_name(domain)} need SegmentationClass/{{id}}.png; check --data_dir "
+                      "or the list")
+
+    def _list_name(self, domain):
+        """The list file the ids came from (SPEC §2 lookup: it may be the repository's VOC list)."""
+        try:
+            return str(list_path(domain, self.root))
+        except StageError:
+            return f"the '{domain}' list"

@@ -72,3 +72,22 @@ def test_resnest_weights_load_and_missing_weights_are_explained(tmp_path, monkey
     assert default_weights_dir() == tmp_path / "hub" / "checkpoints"
     with pytest.raises(StageError, match="resnet_mini has no ImageNet weights"):
         Backbone("resnet_mini", pretrained="imagenet")
+
+
+def test_a_trained_classifier_checkpoint_initialises_later_backbones(tmp_path):
+    """run_pipeline's toy preset starts AffinityNet and DeepLabv3+ from the classifier's backbone."""
+    from core.affinitynet import AffinityNet
+    from core.deeplab import DeepLabv3Plus
+
+    torch.manual_seed(0)
+    classifier = Classifier("resnet_mini", mode="normal", pretrained="none")
+    with torch.no_grad():
+        for parameter in classifier.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    save_checkpoint(classifier.state_dict(), tmp_path / "cls.pth")
+    expected = {f"model.{k}": v for k, v in classifier.model.state_dict().items()}
+    for model in (AffinityNet("resnet_mini", pretrained=str(tmp_path / "cls.pth")),
+                  DeepLabv3Plus("resnet_mini", pretrained=str(tmp_path / "cls.pth"))):
+        state = model.state_dict()
+        for key, value in expected.items():
+            assert torch.equal(state[key], value), key

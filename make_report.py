@@ -1,0 +1,100 @@
+"""The visual report of a run: sample images through every stage, and per-class IoU bars.
+
+Writes experiments/reports/{tag}/samples.png (one row per sampled image: image, ground truth, CAM
+heat map, random-walk heat map, pseudo label, final prediction, with a legend of the VOC colours
+shown) and experiments/reports/{tag}/class_iou.png (per-class IoU of every evaluation given).
+run_pipeline.py calls it last; it can be rerun alone, e.g.
+  python3 make_report.py --tag Toy --data_dir toy_voc --domain train \
+      --cam_dir 'Toy@Puzzle@train@scale=1.0,2.0' --rw_dir ... --pseudo_dir ... --prediction_dir ... \
+      --evaluations CAM='Toy@Puzzle@train@scale=1.0,2.0@train' ...
+"""
+import argparse
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from tools.cli import StageError, run_script, str2bool
+from tools.experiment import ExperimentPaths
+from tools.files import atomic_path, find_maps, load_label_png, load_maps, read_json
+from tools.report import class_iou_chart, foreground_heat, stage_sheet
+from tools.visualize import colour_label, heatmap_overlay
+from tools.voc import VOCData, load_class_info, read_image_ids
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tag", type=str, required=True, help="report name: experiments/reports/{tag}/")
+    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
+    parser.add_argument("--domain", type=str, default="train", help="image list to sample (needs ground truth)")
+    parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
+    parser.add_argument("--cam_dir", type=str, required=True, help="CAM folder (inference_classification.py)")
+    parser.add_argument("--rw_dir", type=str, required=True, help="random-walk folder (inference_rw.py)")
+    parser.add_argument("--pseudo_dir", type=str, required=True, help="pseudo-label folder (make_pseudo_labels.py)")
+    parser.add_argument("--prediction_dir", type=str, required=True, help="segmentation folder (inference_segmentation.py)")
+    parser.add_argument("--evaluations", type=str, nargs="*", default=[],
+                        help="NAME=EXPERIMENT_NAME@DOMAIN pairs: bars named NAME from evaluate.py's result "
+                             "experiments/evaluations/{EXPERIMENT_NAME}@{DOMAIN}.json")
+    parser.add_argument("--samples", type=int, default=6, help="number of sampled images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the image sample")
+    parser.add_argument("--allow_pickle", type=str2bool, default=False,
+                        help="read published pickled .npy map files (unpickling can run code: trusted files only)")
+    return parser
+
+
+def sample_row(data, image_id, folders, allow_pickle):
+    """(id, six pictures, label maps shown) of one image."""
+    image = np.asarray(data.image(image_id))
+    truth = data.mask(image_id)
+    pictures, labels = [image, colour_label(truth)], [truth]
+    for folder, key in ((folders["cam"], "hr_cam"), (folders["rw"], "rw")):
+        path = find_maps(folder, image_id)
+        if path is None:
+            raise StageError(f"{folder / image_id}.npz: map file not found; run the stage that writes it first")
+        pictures.append(heatmap_overlay(image, foreground_heat(load_maps(path, allow_pickle)[key])))
+    for folder in (folders["pseudo"], folders["prediction"]):
+        label = load_label_png(folder / f"{image_id}.png")
+        pictures.append(colour_label(label))
+        labels.append(label)
+    return image_id, pictures, labels
+
+
+def save_png(path, picture):
+    with atomic_path(path) as temporary:
+        Image.fromarray(picture).save(temporary, format="PNG")
+
+
+def main(args):
+    data = VOCData(args.data_dir)
+    pred_dir = pathlib.Path(args.pred_dir)
+    folders = {name: pred_dir / getattr(args, f"{name}_dir") for name in ("cam", "rw", "pseudo", "prediction")}
+    for folder in folders.values():
+        if not folder.is_dir():
+            raise StageError(f"{folder}: prediction folder not found; run the stage that writes it first")
+    ids = read_image_ids(args.domain, args.data_dir)
+    chosen = np.random.default_rng(args.seed).choice(len(ids), size=min(args.samples, len(ids)), replace=False)
+    rows = [sample_row(data, ids[i], folders, args.allow_pickle) for i in sorted(chosen)]
+    class_names = load_class_info()["class_names"]
+    titles = ["image", "ground truth", "CAM", "random walk", "pseudo label", "prediction"]
+    paths = ExperimentPaths()
+    out_dir = paths.report(args.tag)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "samples.png"]
+    save_png(written[0], stage_sheet(rows, titles, class_names))
+    if args.evaluations:
+        results = {}
+        for pair in args.evaluations:
+            name, _, evaluation = pair.partition("=")
+            experiment_name, _, domain = evaluation.rpartition("@")
+            if not experiment_name:
+                raise StageError(f"--evaluations {pair!r}: expected NAME=EXPERIMENT_NAME@DOMAIN")
+            results[name] = read_json(paths.evaluation(experiment_name, domain))
+        written.append(out_dir / "class_iou.png")
+        save_png(written[1], class_iou_chart(results, class_names, f"per-class IoU (%), {args.tag}"))
+    for path in written:
+        print(f"report: {path}")
+    return written
+
+
+if __name__ == "__main__":
+    run_script(main, build_parser())

@@ -1,0 +1,92 @@
+"""run_pipeline.py end to end on the tiny toy dataset: killed midway, rerun to the end, rerun again."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from stage_runner import REPOSITORY
+
+import run_pipeline
+
+TINY = ["--generate_toy", "False", "--batch_size", "2", "--image_size", "96", "--min_image_size", "64",
+        "--max_image_size", "112", "--cls_epochs", "1", "--aff_epochs", "1", "--seg_epochs", "1",
+        "--scales", "1.0", "--num_workers", "0"]
+STAGES = ["classifier Toy@Puzzle", "CAMs Toy@Puzzle", "affinity labels", "AffinityNet", "random walk",
+          "pseudo labels", "DeepLabv3+", "segmentation val", "segmentation train"]
+
+
+def pipeline(data_dir, *extra):
+    command = [sys.executable, str(REPOSITORY / "run_pipeline.py"), "--data_dir", str(data_dir), *TINY, *extra]
+    environment = dict(os.environ, PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="")
+    return command, environment
+
+
+def test_presets_fill_only_unset_flags_and_voc_keeps_published_defaults():
+    args = run_pipeline.apply_preset(run_pipeline.build_parser().parse_args(["--preset", "voc", "--tag", "R"]))
+    assert args.tag == "R" and args.architecture == "resnest101" and args.pretrained == "imagenet"
+    plan = run_pipeline.table2(args)
+    classifier = plan.stages[0][2]
+    # unset sizes, epochs, lr and momentum are not passed: the scripts' published defaults apply
+    for flag in ("--batch_size", "--image_size", "--max_epoch", "--lr", "--momentum"):
+        assert flag not in classifier
+    assert classifier[classifier.index("--alpha") + 1] == 4.0
+    affinity = dict(zip(plan.stages[3][2][::2], plan.stages[3][2][1::2]))
+    assert affinity["--pretrained"] == "imagenet" and affinity["--tag"] == "AffinityNet@R"
+    assert [stage[1] for stage in plan.stages] == [
+        "train_classification_with_puzzle.py", "inference_classification.py", "make_affinity_labels.py",
+        "train_affinitynet.py", "inference_rw.py", "make_pseudo_labels.py", "train_segmentation.py",
+        "inference_segmentation.py", "inference_segmentation.py"]
+
+
+def test_table1_plan_trains_the_four_loss_options():
+    args = run_pipeline.apply_preset(run_pipeline.build_parser().parse_args(["--table", "1"]))
+    plan = run_pipeline.table1(args)
+    scripts = [(stage[1], stage[2][stage[2].index("--loss_option") + 1] if "--loss_option" in stage[2] else None)
+               for stage in plan.stages if stage[0].startswith("classifier")]
+    assert scripts == [("train_classification.py", None), ("train_classification_with_puzzle.py", "cl_pcl"),
+                       ("train_classification_with_puzzle.py", "cl_re"), ("train_classification_with_puzzle.py", "cl_pcl_re")]
+    assert list(plan.evaluations) == ["cls", "cls+pcl", "cls+re", "cls+pcl+re"]
+    assert all(domain == "train" and mode == "npy" for _, mode, domain in plan.evaluations.values())
+
+
+def test_pipeline_killed_midway_then_rerun_finishes_and_a_third_run_skips_everything(toy_voc, tmp_path):
+    command, environment = pipeline(toy_voc)
+    # 1. kill the whole process group once the CAM stage has written its first file
+    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    cam_dir = tmp_path / "experiments" / "predictions" / "Toy@Puzzle@train@scale=1.0"
+    deadline = time.time() + 600
+    while not (cam_dir.is_dir() and any(cam_dir.glob("*.npz"))):
+        assert process.poll() is None, "the pipeline ended before the CAM stage wrote a file"
+        assert time.time() < deadline, "no CAM file after 10 minutes"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(list(cam_dir.glob("*.npz"))) < 8, "the CAM stage had already finished: not a midway kill"
+
+    # 2. rerun: the classifier is skipped, the CAM stage continues, everything else runs
+    second = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "== classifier Toy@Puzzle: complete, skipped" in second.stdout
+    assert "$ python3 inference_classification.py --architecture resnet_mini --tag Toy@Puzzle" in second.stdout
+    table = second.stdout[second.stdout.index("Table 2"):]
+    for row in ("CAM ", "CAM+RW ", "CAM+RW+dCRF", "DeepLabv3+ val"):
+        assert row in table
+    summary = json.loads((tmp_path / "experiments" / "evaluations" / "Toy@table2.json").read_text())
+    assert set(summary) == {"preset", "CAM", "CAM+RW", "CAM+RW+dCRF", "DeepLabv3+ val"}
+    for name in ("samples.png", "class_iou.png"):
+        with Image.open(tmp_path / "experiments" / "reports" / "Toy" / name) as picture:
+            assert picture.mode == "RGB" and min(picture.size) > 100
+            assert np.asarray(picture).std() > 10  # drawn, not blank
+
+    # 3. a third run skips every stage and prints the same table
+    third = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    for stage in STAGES:
+        assert f"== {stage}: complete, skipped" in third.stdout
+    assert third.stdout[third.stdout.index("Table 2"):].splitlines()[:6] == table.splitlines()[:6]
