@@ -25,6 +25,7 @@ import pathlib
 import shlex
 import subprocess
 import sys
+import time
 
 from core.backbones import BACKBONES
 from tools.cli import StageError, run_script, scales_type, str2bool
@@ -39,7 +40,7 @@ Stage = collections.namedtuple("Stage", "name script flags done training_tag")
 PRESETS = {
     "toy": dict(data_dir="toy_voc", generate_toy=True, architecture="resnet_mini", pretrained="none",
                 backbone_init="classifier", tag="Toy", batch_size=16, image_size=128, min_image_size=96,
-                max_image_size=192, cls_epochs=8, aff_epochs=2, seg_epochs=4, cls_lr=0.01, momentum=0.9,
+                max_image_size=192, cls_epochs=8, aff_epochs=10, seg_epochs=4, cls_lr=0.01, momentum=0.9,
                 scales="1.0,2.0", num_workers=2),
     "voc": dict(data_dir="../VOCtrainval_11-May-2012/", generate_toy=False, architecture="resnest101",
                 pretrained="imagenet", backbone_init="imagenet", tag="ResNeSt101", batch_size=None,
@@ -205,8 +206,10 @@ def table2(args):
 def run_stage(name, script, stage_flags):
     command = [sys.executable, str(REPOSITORY / script), *map(str, stage_flags)]
     print(f"\n== {name}\n$ python3 {script} {shlex.join(map(str, stage_flags))}", flush=True)
+    start = time.perf_counter()
     if subprocess.run(command).returncode != 0:
         raise StageError(f"stage '{name}' failed (command above); fix the cause and rerun: finished stages are skipped")
+    print(f"== {name}: done in {time.perf_counter() - start:.1f} s", flush=True)
 
 
 def evaluate(title, name, mode, domain, args):
@@ -224,6 +227,7 @@ def print_table(title, results, paper, paper_label):
 
 
 def main(args):
+    start = time.perf_counter()
     apply_preset(args)
     if args.generate_toy:
         from tools.toy_voc import generate
@@ -249,7 +253,7 @@ def main(args):
         print_table("Table 2 (mIoU %): pseudo-label quality on train, DeepLabv3+ on val", results,
                     PAPER_TABLE2, "paper (ResNeSt-101, VOC)")
         print(f"\nreport: {paths.report(args.tag) / 'samples.png'}, {paths.report(args.tag) / 'class_iou.png'}")
-    print(f"results: {summary}")
+    print(f"results: {summary}\ntotal time: {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
