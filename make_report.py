@@ -80,7 +80,7 @@ def main(args):
     out_dir = paths.report(args.tag)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "samples.png"]
-    save_png(written[0], stage_sheet(rows, titles, class_names))
+    save_png(written[0], stage_sheet(rows, titles, class_names, label_columns=(1, 4, 5)))
     if args.evaluations:
         results = {}
         for pair in args.evaluations:

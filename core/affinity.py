@@ -18,7 +18,7 @@ from tools.datasets import LabelMapDataset, check_label_folder
 from tools.experiment import ExperimentPaths
 from tools.device import autocast
 from tools.files import load_checkpoint, load_weights
-from tools.optim import PolyOptimizer
+from tools.optim import training_optimizer
 from tools.training import fit, set_seed, start_run, training_loader
 from tools.transforms import TrainTransform
 
@@ -45,7 +45,7 @@ def train(args):
     paths, log = start_run(args)
     loader = training_loader(dataset, args, device)
     groups = [{"params": model.trainable_parameters(), "lr": args.lr, "weight_decay": args.wd}]
-    optimizer = PolyOptimizer(groups, args.lr, args.wd, args.max_epoch * len(loader), args.nesterov, args.momentum)
+    optimizer = training_optimizer(groups, args, len(loader))
     src_indices = path_index.src_indices.to(device)
     dst_indices = path_index.dst_indices.to(device)
     model = distributed.wrap_model(model, device)

@@ -18,7 +18,7 @@ from tools.cli import (StageError, add_pretrained_argument, add_sync_bn_argument
 from tools.datasets import ClassificationDataset, ClassificationEvalDataset
 from tools.experiment import ExperimentPaths
 from tools.metrics import SegmentationMetric
-from tools.optim import PolyOptimizer, build_groups
+from tools.optim import build_groups, training_optimizer
 from tools.training import fit, set_seed, start_run, training_loader
 from tools.transforms import TopLeftCropTransform, TrainTransform, parse_augment
 from tools.visualize import denormalize, heatmap_overlay
@@ -150,9 +150,8 @@ def train(args, puzzle_branch):
     paths, log = start_run(args)
     train_loader = training_loader(train_set, args, device)
     eval_loader = DataLoader(eval_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
-    max_iteration = args.max_epoch * len(train_loader)
-    optimizer = PolyOptimizer(build_groups(parameter_groups(model), args.lr, args.wd), args.lr, args.wd,
-                              max_iteration, args.nesterov, args.momentum)
+    optimizer = training_optimizer(build_groups(parameter_groups(model), args.lr, args.wd), args, len(train_loader))
+    max_iteration = optimizer.max_step
     model = distributed.wrap_model(model, device, args.sync_bn)
 
     def step_losses(model, batch, iteration):

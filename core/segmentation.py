@@ -24,7 +24,7 @@ from tools.datasets import LabelMapDataset, check_label_folder
 from tools.experiment import ExperimentPaths
 from tools.files import exit_on_sigterm, save_colour_png, save_label_png
 from tools.metrics import SegmentationMetric
-from tools.optim import PolyOptimizer, build_groups
+from tools.optim import build_groups, training_optimizer
 from tools.training import fit, set_seed, start_run, training_loader
 from tools.transforms import IGNORE_LABEL, TopLeftCropTransform, TrainTransform
 from tools.visualize import colour_label, denormalize
@@ -88,9 +88,7 @@ def train(args):
     paths, log = start_run(args)
     train_loader = training_loader(train_set, args, device)
     valid_loader = DataLoader(valid_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
-    max_iteration = args.max_epoch * len(train_loader)
-    optimizer = PolyOptimizer(build_groups(parameter_groups(model), args.lr, args.wd), args.lr, args.wd,
-                              max_iteration, args.nesterov, args.momentum)
+    optimizer = training_optimizer(build_groups(parameter_groups(model), args.lr, args.wd), args, len(train_loader))
     model = distributed.wrap_model(model, device, args.sync_bn)
 
     def step_losses(model, batch, iteration):

@@ -47,3 +47,10 @@ def build_groups(groups, lr, weight_decay):
         {"params": groups[2], "lr": 10 * lr, "weight_decay": weight_decay},
         {"params": groups[3], "lr": 20 * lr, "weight_decay": 0},
     ]
+
+
+def training_optimizer(groups, args, iterations_per_epoch):
+    """The PolyOptimizer of a trainer from its flags: --lr, --wd, --nesterov, --momentum over
+    --max_epoch epochs of `iterations_per_epoch` steps."""
+    return PolyOptimizer(groups, args.lr, args.wd, args.max_epoch * iterations_per_epoch, args.nesterov,
+                         args.momentum)

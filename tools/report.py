@@ -66,10 +66,11 @@ def _legend(class_ids, class_names, width, swatch=14, spacing=8):
     return legend
 
 
-def stage_sheet(rows, titles, class_names, cell=160, gap=4):
+def stage_sheet(rows, titles, class_names, label_columns=(), cell=160, gap=4):
     """One sheet: rows = [(image id, [picture, ...], [label map, ...])], a picture per title.
 
-    Pictures are RGB uint8 (label maps already coloured); the label maps list every class id
+    Pictures are RGB uint8 (label maps already coloured; those in `label_columns` are resized
+    nearest-neighbour, so they keep the palette's colours); the label maps list every class id
     shown, for the legend (VOC colours with class names).
     """
     columns = len(titles)
@@ -84,7 +85,8 @@ def stage_sheet(rows, titles, class_names, cell=160, gap=4):
         _text(label_bar, image_id, (gap + 4, 13), scale=0.4)
         row = np.full((cell + gap, width, 3), PAPER, dtype=np.uint8)
         for c, picture in enumerate(pictures):
-            row[:cell, gap + c * (cell + gap):gap + c * (cell + gap) + cell] = letterbox(picture, cell)
+            row[:cell, gap + c * (cell + gap):gap + c * (cell + gap) + cell] = letterbox(
+                picture, cell, nearest=c in label_columns)
         blocks += [label_bar, row]
         for label in labels:
             shown.update(int(value) for value in np.unique(label))
