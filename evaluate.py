@@ -1,4 +1,4 @@
-"""Score predictions of any stage against the ground-truth masks (SPEC §6.10).
+"""Score predictions of any stage against the ground-truth masks (docs/design.md §6.10).
 
 --mode npy: CAM files (`hr_cam`), background threshold swept over 0.05…0.75 unless --threshold;
 --mode rw: random-walk files (`rw`), swept over 0.05…--max_th; --mode png: label PNGs.
@@ -8,11 +8,12 @@ experiments/evaluations/{experiment_name}@{domain}.json.
 import argparse
 import pathlib
 
-from tools.cli import StageError, run_script, str2bool
-from tools.evaluation import class_table, evaluate_folder, summary_line, sweep
-from tools.experiment import WRITABLE_ADVICE, ExperimentPaths
-from tools.files import check_writable, write_json
-from tools.voc import load_class_info, read_image_ids
+from wsss.data.voc import NUM_CLASSES, load_class_info, read_image_ids
+from wsss.stages.evaluation import class_table, evaluate_folder, summary_line, sweep
+from wsss.utils.cli import run_script, str2bool
+from wsss.utils.errors import StageError
+from wsss.utils.files import check_writable, write_json
+from wsss.utils.paths import WRITABLE_ADVICE, ExperimentPaths
 
 
 def build_parser():
@@ -41,7 +42,7 @@ def main(args):
     if not any(gt_dir.glob("*.png")):
         raise StageError(f"{gt_dir}: ground-truth folder holds no PNG masks; pass --gt_dir (or --data_dir) "
                          "pointing at VOC's SegmentationClass/")
-    pred_dir = pathlib.Path(args.pred_dir) / args.experiment_name
+    pred_dir = ExperimentPaths(pred_dir=args.pred_dir).predictions(args.experiment_name)
     if not pred_dir.is_dir():
         raise StageError(f"{pred_dir}: prediction folder not found; check --experiment_name")
     out = ExperimentPaths().evaluation(args.experiment_name, args.domain)
@@ -52,7 +53,8 @@ def main(args):
         thresholds = [args.threshold]
     else:
         thresholds = sweep(0.05, 0.75 if args.mode == "npy" else max_th)
-    scores = evaluate_folder(pred_dir, gt_dir, ids, args.mode, thresholds, args.num_workers, args.allow_pickle)
+    scores = evaluate_folder(pred_dir, gt_dir, ids, args.mode, thresholds, NUM_CLASSES + 1, args.num_workers,
+                             args.allow_pickle)
     best = max(range(len(thresholds)), key=lambda index: scores[index]["mIoU"])
     result = {"experiment_name": args.experiment_name, "domain": args.domain, "mode": args.mode,
               "images": len(ids), "threshold": thresholds[best], **scores[best],

@@ -1,4 +1,4 @@
-"""Stage 3 inference: multi-scale, flip-fused DeepLabv3+ predictions, optionally CRF-refined (SPEC §6.9).
+"""Stage 3 inference: multi-scale, flip-fused DeepLabv3+ predictions, optionally CRF-refined.
 
 Writes experiments/predictions/{tag}@{train|domain}@scale={scales}@iteration={iteration}/{id}.png:
 class ids, or VOC colour PNGs for the test split. Existing outputs are skipped. Under torchrun, or
@@ -6,16 +6,17 @@ with --shard i/n on several machines, each process takes its share of the images
 """
 import argparse
 
-from core import segmentation
-from core.backbones import BACKBONES, NORM_LAYERS
-from core.segmentation_models import SEGMENTATION_MODELS, build_segmentation_model
-from tools import distributed
-from tools.cli import (StageError, add_amp_argument, add_shard_argument, parse_scales, require_tag, run_script,
-                       scales_type, str2bool)
-from tools.datasets import ImageListDataset
-from tools.experiment import WRITABLE_ADVICE, ExperimentPaths, segmentation_name
-from tools.files import check_writable, load_weights
-from tools.voc import NUM_CLASSES, read_image_ids
+from wsss.data.datasets import ImageListDataset
+from wsss.data.voc import NUM_CLASSES, read_image_ids
+from wsss.models.backbones import BACKBONES, NORM_LAYERS
+from wsss.models.segmentation_models import SEGMENTATION_MODELS, build_segmentation_model
+from wsss.stages import segmentation
+from wsss.utils import distributed
+from wsss.utils.cli import add_model_stage_arguments, parse_scales, require_tag, run_script, scales_type, str2bool
+from wsss.utils.errors import StageError, as_stage_error
+from wsss.utils.files import load_weights
+from wsss.utils.paths import WRITABLE_ADVICE, ExperimentPaths, segmentation_name
+from wsss.utils.per_image import plan_outputs
 
 
 def build_parser():
@@ -32,10 +33,7 @@ def build_parser():
     parser.add_argument("--domain", type=str, default="val", help="image list: val, test, train, train_aug, ...")
     parser.add_argument("--scales", type=scales_type, default="0.5,1.0,1.5,2.0", help="comma-separated image scales")
     parser.add_argument("--iteration", type=int, default=0, help="dense CRF mean-field iterations (0: no CRF)")
-    parser.add_argument("--device", type=str, default=None,
-                        help="torch device (default: cuda if available (cuda:LOCAL_RANK under torchrun), else cpu)")
-    add_amp_argument(parser)
-    add_shard_argument(parser)
+    add_model_stage_arguments(parser)
     return parser
 
 
@@ -45,13 +43,12 @@ def main(args):
         raise StageError(f"--iteration must be 0 (no CRF) or positive, got {args.iteration}")
     paths = ExperimentPaths()
     out_dir = paths.predictions(segmentation_name(args.tag, args.domain, args.scales, args.iteration))
-    check_writable(out_dir, WRITABLE_ADVICE)
-    ids = [image_id for image_id in distributed.share(read_image_ids(args.domain, args.data_dir), args.shard)
-           if not (out_dir / f"{image_id}.png").exists()]
+    ids = plan_outputs(out_dir, read_image_ids(args.domain, args.data_dir), args.shard, advice=WRITABLE_ADVICE)
     dataset = ImageListDataset(args.data_dir, args.domain, ids=ids)
     device = distributed.process_device(args.device)
-    model = build_segmentation_model(args.architecture, args.backbone, num_classes=NUM_CLASSES + 1, mode=args.mode,
-                                     use_gn=args.use_gn, pretrained="none")
+    with as_stage_error():
+        model = build_segmentation_model(args.architecture, args.backbone, num_classes=NUM_CLASSES + 1,
+                                         mode=args.mode, use_gn=args.use_gn, pretrained="none")
     load_weights(model, paths.model(args.tag))
     model.to(device).eval()
     segmentation.predict_split(model, dataset, out_dir, parse_scales(args.scales), args.iteration, device,

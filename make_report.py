@@ -9,17 +9,18 @@ run_pipeline.py calls it last; it can be rerun alone, e.g.
       --evaluations CAM='Toy@Puzzle@train@scale=1.0,2.0@train' ...
 """
 import argparse
-import pathlib
 
 import numpy as np
 from PIL import Image
 
-from tools.cli import StageError, run_script, str2bool
-from tools.experiment import ExperimentPaths
-from tools.files import atomic_path, find_maps, load_label_png, load_maps, read_json
-from tools.report import class_iou_chart, foreground_heat, stage_sheet
-from tools.visualize import colour_label, heatmap_overlay
-from tools.voc import VOCData, load_class_info, read_image_ids
+from wsss.data.visualize import colour_label, heatmap_overlay
+from wsss.data.voc import NUM_CLASSES, VOCData, load_class_info, read_image_ids
+from wsss.stages.map_kinds import MAP_KINDS
+from wsss.stages.report import class_iou_chart, foreground_heat, stage_sheet
+from wsss.utils.cli import run_script, str2bool
+from wsss.utils.errors import StageError
+from wsss.utils.files import atomic_path, find_maps, load_label_png, load_maps, read_json
+from wsss.utils.paths import ExperimentPaths
 
 
 def build_parser():
@@ -42,20 +43,22 @@ def build_parser():
     return parser
 
 
-def sample_row(data, image_id, folders, allow_pickle):
-    """(id, six pictures, label maps shown) of one image."""
+def sample_row(data, image_id, columns, num_classes, allow_pickle):
+    """(id, pictures, label maps shown) of one image: the image, its ground truth, then a picture
+    per column (a heat map of a map file's foreground, or a label map in class colours)."""
     image = np.asarray(data.image(image_id))
     truth = data.mask(image_id)
     pictures, labels = [image, colour_label(truth)], [truth]
-    for folder, key in ((folders["cam"], "hr_cam"), (folders["rw"], "rw")):
+    for _, folder, kind in columns:
+        if kind is None:
+            label = load_label_png(folder / f"{image_id}.png")
+            pictures.append(colour_label(label))
+            labels.append(label)
+            continue
         path = find_maps(folder, image_id)
         if path is None:
-            raise StageError(f"{folder / image_id}.npz: map file not found; run the stage that writes it first")
-        pictures.append(heatmap_overlay(image, foreground_heat(load_maps(path, allow_pickle)[key])))
-    for folder in (folders["pseudo"], folders["prediction"]):
-        label = load_label_png(folder / f"{image_id}.png")
-        pictures.append(colour_label(label))
-        labels.append(label)
+            raise StageError(f"{folder / image_id}.npz: {kind.noun} file not found; run {kind.producer} first")
+        pictures.append(heatmap_overlay(image, foreground_heat(load_maps(path, num_classes, allow_pickle)[kind.label_array])))
     return image_id, pictures, labels
 
 
@@ -66,21 +69,24 @@ def save_png(path, picture):
 
 def main(args):
     data = VOCData(args.data_dir)
-    pred_dir = pathlib.Path(args.pred_dir)
-    folders = {name: pred_dir / getattr(args, f"{name}_dir") for name in ("cam", "rw", "pseudo", "prediction")}
-    for folder in folders.values():
+    paths = ExperimentPaths(pred_dir=args.pred_dir)
+    columns = [(MAP_KINDS["cam"].report_column, paths.predictions(args.cam_dir), MAP_KINDS["cam"]),
+               (MAP_KINDS["rw"].report_column, paths.predictions(args.rw_dir), MAP_KINDS["rw"]),
+               ("pseudo label", paths.predictions(args.pseudo_dir), None),
+               ("prediction", paths.predictions(args.prediction_dir), None)]
+    for _, folder, _ in columns:
         if not folder.is_dir():
             raise StageError(f"{folder}: prediction folder not found; run the stage that writes it first")
     ids = read_image_ids(args.domain, args.data_dir)
     chosen = np.random.default_rng(args.seed).choice(len(ids), size=min(args.samples, len(ids)), replace=False)
-    rows = [sample_row(data, ids[i], folders, args.allow_pickle) for i in sorted(chosen)]
+    rows = [sample_row(data, ids[i], columns, NUM_CLASSES, args.allow_pickle) for i in sorted(chosen)]
     class_names = load_class_info()["class_names"]
-    titles = ["image", "ground truth", "CAM", "random walk", "pseudo label", "prediction"]
-    paths = ExperimentPaths()
+    titles = ["image", "ground truth"] + [title for title, _, _ in columns]
+    label_columns = [1] + [2 + index for index, (_, _, kind) in enumerate(columns) if kind is None]
     out_dir = paths.report(args.tag)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "samples.png"]
-    save_png(written[0], stage_sheet(rows, titles, class_names, label_columns=(1, 4, 5)))
+    save_png(written[0], stage_sheet(rows, titles, class_names, label_columns=label_columns))
     if args.evaluations:
         results = {}
         for pair in args.evaluations:

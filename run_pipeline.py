@@ -27,11 +27,20 @@ import subprocess
 import sys
 import time
 
-from core.backbones import BACKBONES
-from tools.cli import StageError, run_script, scales_type, str2bool
-from tools.experiment import ExperimentPaths, affinity_label_name, cam_name, pseudo_label_name, rw_name, segmentation_name
-from tools.files import read_json, write_json
-from tools.voc import read_image_ids
+from wsss.data.voc import read_image_ids
+from wsss.methods import METHODS, get_method
+from wsss.models.backbones import BACKBONES
+from wsss.utils.cli import run_script, scales_type, str2bool
+from wsss.utils.errors import StageError
+from wsss.utils.files import read_json, write_json
+from wsss.utils.paths import (
+    ExperimentPaths,
+    affinity_label_name,
+    cam_name,
+    pseudo_label_name,
+    rw_name,
+    segmentation_name,
+)
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent
 
@@ -47,7 +56,7 @@ PRESETS = {
                 image_size=None, min_image_size=None, max_image_size=None, cls_epochs=None, aff_epochs=None,
                 seg_epochs=None, cls_lr=None, momentum=None, scales="0.5,1.0,1.5,2.0", num_workers=4),
 }
-# the paper's numbers (SPEC §1)
+# the paper's numbers (docs/design.md §1)
 PAPER_TABLE2 = {"CAM": 61.85, "CAM+RW": 71.92, "CAM+RW+dCRF": 72.46, "DeepLabv3+ val": 66.9}
 PAPER_TABLE1 = {"cl": 47.82, "cl_pcl": 47.70, "cl_re": 49.21, "cl_pcl_re": 51.53}
 TABLE1_NAMES = {"cl": "cls", "cl_pcl": "cls+pcl", "cl_re": "cls+re", "cl_pcl_re": "cls+pcl+re"}
@@ -58,6 +67,8 @@ def build_parser():
     parser.add_argument("--preset", type=str, default="toy", choices=sorted(PRESETS),
                         help="default values of the flags below")
     parser.add_argument("--table", type=int, default=2, choices=[1, 2], help="which of the paper's tables to run")
+    parser.add_argument("--method", type=str, default="puzzle", choices=sorted(METHODS),
+                        help="the CAM method of Table 2's first stage")
     parser.add_argument("--data_dir", type=str, help="VOC2012-format folder")
     parser.add_argument("--generate_toy", type=str2bool,
                         help="generate the toy dataset at --data_dir first (skipped when it is already there)")
@@ -127,24 +138,24 @@ class Plan:
                      max_image_size=a.max_image_size, max_epoch=epochs, lr=lr, momentum=a.momentum,
                      num_workers=a.num_workers, data_dir=a.data_dir)
 
-    def classifier(self, tag, loss_option):
+    def classifier(self, tag, method, **overrides):
+        """Train `method`'s CAM network with its paper flags (the runner's --alpha and `overrides`
+        replacing those it has)."""
         a = self.args
-        if loss_option == "cl":
-            script, puzzle = "train_classification.py", []
-        else:
-            script = "train_classification_with_puzzle.py"
-            puzzle = flags(loss_option=loss_option, re_loss_option="masking", re_loss="L1_Loss",
-                           alpha_schedule="0.50", alpha=a.alpha)
-        self.add(f"classifier {tag}", script,
-                 flags(architecture=a.architecture, pretrained=a.pretrained) + puzzle
+        method_flags = dict(method.paper_flags)
+        if "alpha" in method_flags and a.alpha is not None:
+            method_flags["alpha"] = a.alpha
+        method_flags.update(overrides)
+        self.add(f"classifier {tag}", method.train_script,
+                 flags(architecture=a.architecture, pretrained=a.pretrained, **method_flags)
                  + flags(tag=tag) + self.training_flags(a.cls_epochs, a.cls_lr), self.trained(tag), tag)
 
-    def cams(self, tag, domain):
+    def cams(self, tag, method, domain):
         a = self.args
         name = cam_name(tag, domain, a.scales)
         self.add(f"CAMs {tag}", "inference_classification.py",
                  flags(architecture=a.architecture, tag=tag, domain=domain, scales=a.scales,
-                       num_workers=a.num_workers, data_dir=a.data_dir),
+                       num_workers=a.num_workers, data_dir=a.data_dir, method=method.name),
                  self.predicted(name, domain, (".npz", ".npy")))
         return name
 
@@ -156,8 +167,13 @@ def table1(args):
     plan = Plan(args)
     for option in TABLE1_NAMES:
         tag = f"{args.tag}@{option}"
-        plan.classifier(tag, option)
-        plan.evaluate(TABLE1_NAMES[option], plan.cams(tag, "train"), "npy", "train")
+        if option == "cl":  # the classification loss alone is the baseline method
+            method = get_method("baseline")
+            plan.classifier(tag, method)
+        else:
+            method = get_method("puzzle")
+            plan.classifier(tag, method, loss_option=option)
+        plan.evaluate(TABLE1_NAMES[option], plan.cams(tag, method, "train"), "npy", "train")
     return plan
 
 
@@ -165,10 +181,11 @@ def table2(args):
     plan = Plan(args)
     a = args
     common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
-    cls_tag, aff_tag, seg_tag = f"{a.tag}@Puzzle", f"AffinityNet@{a.tag}", f"DeepLabv3+@{a.tag}"
+    method = get_method(a.method)
+    cls_tag, aff_tag, seg_tag = f"{a.tag}@{method.tag_word}", f"AffinityNet@{a.tag}", f"DeepLabv3+@{a.tag}"
     init = str(plan.paths.model(cls_tag)) if a.backbone_init == "classifier" else a.backbone_init
-    plan.classifier(cls_tag, "cl_pcl_re")
-    cams = plan.cams(cls_tag, "train_aug")
+    plan.classifier(cls_tag, method)
+    cams = plan.cams(cls_tag, method, "train_aug")
     aff_labels = affinity_label_name(cams, 0.40, 0.10)
     plan.add("affinity labels", "make_affinity_labels.py",
              flags(experiment_name=cams, domain="train_aug", fg_threshold="0.40", bg_threshold="0.10") + common,
@@ -230,7 +247,7 @@ def main(args):
     start = time.perf_counter()
     apply_preset(args)
     if args.generate_toy:
-        from tools.toy_voc import generate
+        from wsss.data.toy_voc import generate
 
         generate(args.data_dir)
     plan = table1(args) if args.table == 1 else table2(args)

@@ -1,9 +1,9 @@
-"""Stage 2b: train AffinityNet's edge layers on the affinity labels (SPEC §3.2, §6.4)."""
+"""Stage 2b: train AffinityNet's edge layers on the affinity labels (docs/design.md §3.2, §6.4)."""
 import argparse
 
-from core.affinity import train
-from core.backbones import BACKBONES
-from tools.cli import add_pretrained_argument, add_training_arguments, run_script, str2bool
+from wsss.models.backbones import BACKBONES
+from wsss.stages.affinity import train
+from wsss.utils.cli import add_pretrained_argument, add_training_arguments, run_script, str2bool
 
 
 def build_parser():

@@ -1,18 +1,21 @@
-"""Stage 1 baseline: train the CAM classifier with the classification loss only."""
+"""Stage 1 (baseline): train the CAM classifier with the classification loss only."""
 import argparse
 
-from core import classification
-from tools.cli import run_script
+from wsss.methods import get_method
+from wsss.stages import classification
+from wsss.utils.cli import run_script
+
+METHOD = get_method("baseline")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__)
-    classification.add_arguments(parser, puzzle_branch=False)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    classification.add_arguments(parser, METHOD)
     return parser
 
 
 def main(args):
-    return classification.train(args, puzzle_branch=False)
+    return classification.train(args, METHOD)
 
 
 if __name__ == "__main__":

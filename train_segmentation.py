@@ -1,14 +1,14 @@
-"""Stage 3 training: DeepLabv3+ on the pseudo labels of train_aug, validated on val (SPEC §6.8).
+"""Stage 3 training: DeepLabv3+ on the pseudo labels of train_aug, validated on val (docs/design.md §6.8).
 
 Reads experiments/predictions/{label_name}/{id}.png (under --pred_dir); writes
 experiments/models/{tag}.pth (best val mIoU), logs/{tag}.txt, data/{tag}.json, tensorboards/{tag}/.
 """
 import argparse
 
-from core import segmentation
-from core.backbones import BACKBONES, NORM_LAYERS
-from core.segmentation_models import SEGMENTATION_MODELS
-from tools.cli import add_pretrained_argument, add_sync_bn_argument, add_training_arguments, run_script, str2bool
+from wsss.models.backbones import BACKBONES, NORM_LAYERS
+from wsss.models.segmentation_models import SEGMENTATION_MODELS
+from wsss.stages import segmentation
+from wsss.utils.cli import add_pretrained_argument, add_sync_bn_argument, add_training_arguments, run_script, str2bool
 
 
 def build_parser():

@@ -1,4 +1,4 @@
-"""Benchmark the sparse random walk (core/random_walk.py) against the published dense formula
+"""Benchmark the sparse random walk (wsss/algorithms/random_walk.py) against the published dense formula
 (bench/dense_rw.py) on the same random inputs, at strided grids up to 94×125 (a 500×375 image).
 
 Run from the repository root:
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from bench.dense_rw import dense_random_walk
-from core.random_walk import normalise_rw, random_walk
-from tools.files import write_text
+from wsss.algorithms.random_walk import normalise_rw, random_walk
+from wsss.utils.files import write_text
 
 GRIDS = [(24, 32), (47, 63), (71, 94), (94, 125)]  # 128×96, 250×188, 375×281, 500×375 images
 WALKS = {"sparse": random_walk, "dense": dense_random_walk}

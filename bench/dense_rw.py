@@ -10,7 +10,7 @@ checks the sparse walk's pair enumeration too.
 import torch
 import torch.nn.functional as F
 
-from core.path_index import PathIndex, edge_to_affinity
+from wsss.algorithms.path_index import PathIndex, edge_to_affinity
 
 __all__ = ["dense_random_walk"]
 

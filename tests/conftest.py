@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny toy VOC dataset, generated once per test session."""
 import pytest
 
-from tools.toy_voc import generate
+from wsss.data.toy_voc import generate
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,16 @@ import shutil
 
 import numpy as np
 import torch
-
-from core.affinitynet import AffinityNet
-from core.cam import strided_size
-from core.classifier import Classifier
-from core.path_index import PathIndex
-from core.segmentation_models import build_segmentation_model
 from stage_runner import TINY_TRAINING
-from tools.cli import run_script
-from tools.files import save_cams, save_checkpoint, save_rw
-from tools.voc import VOCData, read_image_ids
+
+from wsss.algorithms.cam import strided_size
+from wsss.algorithms.path_index import PathIndex
+from wsss.data.voc import VOCData, read_image_ids
+from wsss.models.affinitynet import AffinityNet
+from wsss.models.classifier import Classifier
+from wsss.models.segmentation_models import build_segmentation_model
+from wsss.utils.cli import run_script
+from wsss.utils.files import save_cams, save_checkpoint, save_rw
 
 CAMS = "cls@train@scale=1.0"
 AFFINITY_LABELS = f"{CAMS}@aff_fg=0.30_bg=0.05"

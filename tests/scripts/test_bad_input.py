@@ -14,12 +14,12 @@ import types
 
 import numpy as np
 import pytest
-from PIL import Image
-
 import workspace
-from tools.files import load_maps, save_cams, save_rw
-from tools.voc import read_image_ids
+from PIL import Image
 from workspace import CAMS, PSEUDO_LABELS, RW, STAGES, TRAINERS, command, files_under, output, temporaries
+
+from wsss.data.voc import read_image_ids
+from wsss.utils.files import load_maps, save_cams, save_rw
 
 AFFINITY_LABELS = workspace.AFFINITY_LABELS
 PER_DOMAIN = tuple(stage for stage in STAGES if stage not in TRAINERS)
@@ -118,7 +118,7 @@ def test_missing_list(ws, monkeypatch, capsys, script):
 
 
 def test_trainer_without_its_list_names_the_list_it_fell_back_to(ws, monkeypatch, capsys):
-    """SPEC §2: without {data_dir}/ImageSets/Segmentation/train_aug.txt the repository's VOC list is used;
+    """docs/design.md §2: without {data_dir}/ImageSets/Segmentation/train_aug.txt the repository's VOC list is used;
     its ids have no image here, and the error says which list they came from."""
     domain_list(ws).unlink()
     expect_error(ws, monkeypatch, capsys, "train_classification.py", "image not found (10582 of 10582 listed)",

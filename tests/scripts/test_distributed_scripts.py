@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from stage_runner import REPOSITORY, TINY_TRAINING, run_stage
 
 import inference_classification
-from core.classifier import Classifier
-from stage_runner import REPOSITORY, TINY_TRAINING, run_stage
-from tools.files import load_maps, save_checkpoint
-from tools.voc import read_image_ids
+from wsss.data.voc import read_image_ids
+from wsss.models.classifier import Classifier
+from wsss.utils.files import load_maps, save_checkpoint
 
 
 def start_torchrun(script, *args, processes, cwd):

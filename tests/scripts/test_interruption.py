@@ -16,11 +16,11 @@ import sys
 import time
 
 import pytest
-
 import workspace
 from stage_runner import REPOSITORY
-from tools.toy_voc import generate
-from tools.voc import read_image_ids
+
+from wsss.data.toy_voc import generate
+from wsss.data.voc import read_image_ids
 
 IMAGES = 16  # train_aug; enough work per stage to be stopped halfway
 

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 from PIL import Image
-
 from stage_runner import REPOSITORY
 
 import run_pipeline

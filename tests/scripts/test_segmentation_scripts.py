@@ -4,12 +4,12 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from stage_runner import TINY_TRAINING, run_stage
 
 import inference_segmentation
 import train_segmentation
-from stage_runner import TINY_TRAINING, run_stage
-from tools.files import load_label_png
-from tools.voc import read_image_ids
+from wsss.data.voc import read_image_ids
+from wsss.utils.files import load_label_png
 
 LABEL_NAME = "fake@train@beta=10@exp_times=8@rw@crf=1"
 INFERENCE = ["--backbone", "resnet_mini", "--tag", "seg", "--scale", "0.5,1.0", "--iteration", "1",

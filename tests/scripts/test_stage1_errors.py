@@ -1,7 +1,6 @@
 import shutil
 
 import pytest
-
 from stage_runner import TINY_TRAINING, run_stage
 
 PUZZLE = "train_classification_with_puzzle.py"

@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
-
 from stage_runner import TINY_TRAINING, run_stage
-from tools.files import load_maps
-from tools.voc import read_image_ids
+
+from wsss.data.voc import read_image_ids
+from wsss.utils.files import load_maps
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_help_lists_every_flag(script, tmp_path):
 
 
 def test_published_lines_with_resnest101(toy_voc, tmp_path):
-    """SPEC §1 lines 1–2 as written, plus only the scratch flag and reduced sizes."""
+    """docs/design.md §1 lines 1–2 as written, plus only the scratch flag and reduced sizes."""
     run_stage("train_classification_with_puzzle.py", "--architecture", "resnest101", "--re_loss_option", "masking",
               "--re_loss", "L1_Loss", "--alpha_schedule", "0.50", "--alpha", "4.00", "--tag", "ResNeSt101@Puzzle@optimal",
               "--data_dir", toy_voc, "--pretrained", "none", "--batch_size", "4", "--max_epoch", "1",

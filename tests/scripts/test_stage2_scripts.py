@@ -1,14 +1,14 @@
-"""Stage 2 from the command line (SPEC §6.3–6.7): affinity labels, AffinityNet, random walk,
+"""Stage 2 from the command line (docs/design.md §6.3–6.7): affinity labels, AffinityNet, random walk,
 pseudo labels and their evaluation, on the toy dataset with the published-style lines."""
 import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
-
 from stage_runner import TINY_TRAINING, run_stage
-from tools.files import load_maps
-from tools.voc import read_image_ids
+
+from wsss.data.voc import read_image_ids
+from wsss.utils.files import load_maps
 
 CAMS = "cls@train@scale=1.0"
 AFFINITY_LABELS = "cls@train@scale=1.0@aff_fg=0.40_bg=0.10"

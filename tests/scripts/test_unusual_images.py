@@ -7,12 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+import workspace
 from PIL import Image
 
-import workspace
-from core.cam import strided_size
-from tools.files import load_label_png, load_maps, save_cams
-from tools.voc import read_image_ids
+from wsss.algorithms.cam import strided_size
+from wsss.data.voc import read_image_ids
+from wsss.utils.files import load_label_png, load_maps, save_cams
 
 BIG = "big_000001"
 BIG_SIZE = (48, 600)  # height, width: wider than the 512 canvas

@@ -1,1 +1,0 @@
-"""Models and algorithms of the Puzzle-CAM pipeline."""

@@ -1,1 +1,0 @@
-"""Utilities: data, transforms, optimisation, metrics, files, logging."""

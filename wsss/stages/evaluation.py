@@ -1,0 +1,105 @@
+"""Scoring a folder of predictions against VOC ground truth (docs/design.md §6.10), in worker processes."""
+import functools
+import multiprocessing
+
+import numpy as np
+
+from wsss.algorithms.cam import maps_to_label
+from wsss.data.voc import check_class_ids, load_mask, require_files
+from wsss.stages.map_kinds import EVALUATE_MODES
+from wsss.utils.errors import StageError
+from wsss.utils.files import find_maps, load_label_png, load_maps
+from wsss.utils.logs import progress as progress_bar
+from wsss.utils.metrics import SegmentationMetric
+
+
+def sweep(start, stop):
+    """start, start+0.05, …, up to and including stop (rounded to 2 decimals)."""
+    count = int(round((stop - start) / 0.05)) + 1
+    return [round(start + 0.05 * index, 2) for index in range(count)]
+
+
+def prediction_path(pred_dir, image_id, mode):
+    if mode in EVALUATE_MODES:
+        path = find_maps(pred_dir, image_id)
+        if path is not None:
+            return path
+    path = pred_dir / f"{image_id}.png"
+    return path if path.exists() else None
+
+
+def check_predictions(pred_dir, ids, mode):
+    missing = [image_id for image_id in ids if prediction_path(pred_dir, image_id, mode) is None]
+    if missing:
+        raise StageError(f"{pred_dir / missing[0]}: prediction missing ({len(missing)} of {len(ids)} images "
+                         "have none); run the stage that writes them first")
+
+
+def check_ground_truth(gt_dir, ids):
+    require_files((gt_dir / f"{image_id}.png" for image_id in ids), "ground-truth mask",
+                  "every listed image needs one; check --gt_dir/--data_dir and --domain")
+
+
+def image_matrices(image_id, pred_dir, gt_dir, mode, thresholds, num_classes, allow_pickle):
+    """Confusion matrices of one image, one per threshold (a single one for PNG predictions)."""
+    ground_truth = load_mask(gt_dir / f"{image_id}.png")
+    path = prediction_path(pred_dir, image_id, mode)
+    if path.suffix == ".png":
+        predictions = [check_class_ids(load_label_png(path), path, void=False)] * len(thresholds)
+    else:
+        maps = load_maps(path, num_classes - 1, allow_pickle=allow_pickle)
+        kind = EVALUATE_MODES[mode]
+        key = kind.label_array
+        if key not in maps:
+            raise StageError(f"{path}: no '{key}' array (has {sorted(maps)}); --mode {mode} expects "
+                             f"{kind.noun} files")
+        if maps[key].shape[0] != len(maps["keys"]) - 1:
+            raise StageError(f"{path}: {maps[key].shape[0]} maps for {len(maps['keys']) - 1} classes in 'keys'")
+        predictions = [maps_to_label(maps[key], maps["keys"], threshold) for threshold in thresholds]
+    matrices = []
+    for prediction in predictions:
+        if prediction.shape != ground_truth.shape:
+            raise StageError(f"{path}: prediction is {prediction.shape[0]}×{prediction.shape[1]} but the ground "
+                             f"truth is {ground_truth.shape[0]}×{ground_truth.shape[1]}; wrong image or stage")
+        metric = SegmentationMetric(num_classes)
+        metric.update(prediction, ground_truth)
+        matrices.append(metric.matrix)
+    return np.stack(matrices)
+
+
+def evaluate_folder(pred_dir, gt_dir, ids, mode, thresholds, num_classes, num_workers=1, allow_pickle=False,
+                    progress=True):
+    """Scores per threshold (a list aligned with `thresholds`) over every listed image."""
+    check_ground_truth(gt_dir, ids)
+    check_predictions(pred_dir, ids, mode)
+    work = functools.partial(image_matrices, pred_dir=pred_dir, gt_dir=gt_dir, mode=mode,
+                             thresholds=thresholds, num_classes=num_classes, allow_pickle=allow_pickle)
+    total = np.zeros((len(thresholds), num_classes, num_classes), dtype=np.int64)
+    bar = functools.partial(progress_bar, total=len(ids), desc="evaluate", disable=not progress)
+    if num_workers > 1:
+        with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+            for matrices in bar(pool.imap_unordered(work, ids, chunksize=8)):
+                total += matrices
+    else:
+        for matrices in bar(map(work, ids)):
+            total += matrices
+    scores = []
+    for matrix in total:
+        metric = SegmentationMetric(num_classes)
+        metric.matrix = matrix
+        scores.append(metric.scores())
+    return scores
+
+
+def summary_line(threshold, scores):
+    """The published one-line result."""
+    prefix = "" if threshold is None else f"Th={threshold:.2f}, "
+    return f"{prefix}mIoU={scores['mIoU']:.3f}%, FP={scores['FP']:.4f}, FN={scores['FN']:.4f}"
+
+
+def class_table(scores, class_names):
+    """Per-class IoU in the paper's layout: background, the 20 classes, then mIoU."""
+    names = ["background"] + list(class_names) + ["mIoU"]
+    values = list(scores["IoU"]) + [scores["mIoU"]]
+    width = max(len(name) for name in names)
+    return "\n".join(f"{name:<{width}} {value:6.2f}" for name, value in zip(names, values))
