@@ -2,28 +2,31 @@
 
 --mode npy: CAM files (`hr_cam`), background threshold swept over 0.05…0.75 unless --threshold;
 --mode rw: random-walk files (`rw`), swept over 0.05…--max_th; --mode png: label PNGs.
-Prints the published one-line result and a per-class table; writes
-experiments/evaluations/{experiment_name}@{domain}.json.
+Prints what the published script prints, line for line (a sweep: every threshold, then the best;
+rw: also the thresholds whose FP is 1.6× and 0.6× the best one's), then a per-class table, and
+writes experiments/evaluations/{experiment_name}@{domain}.json. A prediction pixel holding 255
+predicts no class, as published.
 """
 import argparse
 import pathlib
 
 from wsss.data.voc import NUM_CLASSES, load_class_info, read_image_ids
-from wsss.stages.evaluation import class_table, evaluate_folder, summary_line, sweep
-from wsss.utils.cli import run_script, str2bool
+from wsss.stages.evaluation import class_table, evaluate_folder, published_printout, sweep
+from wsss.utils.cli import HelpFormatter, add_domain_argument, run_script, str2bool
 from wsss.utils.errors import StageError
 from wsss.utils.files import check_writable, write_json
 from wsss.utils.paths import WRITABLE_ADVICE, ExperimentPaths
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--experiment_name", type=str, required=True, help="folder under experiments/predictions/")
-    parser.add_argument("--domain", type=str, default="train", help="image list to score")
-    parser.add_argument("--threshold", type=float, default=None, help="background threshold (default: sweep)")
+    add_domain_argument(parser, "train")
+    parser.add_argument("--threshold", type=float, default=None, help="background threshold (None: sweep)")
     parser.add_argument("--gt_dir", "--data_dir", dest="gt_dir", type=str,
                         default="../VOCtrainval_11-May-2012/SegmentationClass",
-                        help="ground-truth folder (VOC SegmentationClass); --data_dir is an alias")
+                        help="ground-truth folder (VOC's SegmentationClass/), or the dataset folder that holds "
+                             "it; --data_dir is an alias")
     parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
     parser.add_argument("--mode", type=str, default="npy", choices=["npy", "png", "rw"], help="prediction format")
     parser.add_argument("--max_th", type=float, default=0.50,
@@ -34,39 +37,52 @@ def build_parser():
     return parser
 
 
+def ground_truth_folder(path):
+    """(dataset root, ground-truth folder) from --gt_dir/--data_dir: the published README passes the
+    ground-truth folder itself; the other stages' --data_dir is the dataset root, whose
+    SegmentationClass/ is meant."""
+    path = pathlib.Path(path)
+    if (path / "SegmentationClass").is_dir():
+        return path, path / "SegmentationClass"
+    return path.parent, path
+
+
 def main(args):
-    gt_dir = pathlib.Path(args.gt_dir)
+    data_dir, gt_dir = ground_truth_folder(args.gt_dir)
     if not gt_dir.is_dir():
         raise StageError(f"{gt_dir}: ground-truth folder not found; pass --gt_dir (or --data_dir) "
-                         "pointing at VOC's SegmentationClass/")
+                         "pointing at VOC's SegmentationClass/ or at the dataset folder that holds it")
     if not any(gt_dir.glob("*.png")):
         raise StageError(f"{gt_dir}: ground-truth folder holds no PNG masks; pass --gt_dir (or --data_dir) "
-                         "pointing at VOC's SegmentationClass/")
+                         "pointing at VOC's SegmentationClass/ or at the dataset folder that holds it")
     pred_dir = ExperimentPaths(pred_dir=args.pred_dir).predictions(args.experiment_name)
     if not pred_dir.is_dir():
         raise StageError(f"{pred_dir}: prediction folder not found; check --experiment_name")
     out = ExperimentPaths().evaluation(args.experiment_name, args.domain)
     check_writable(out.parent, WRITABLE_ADVICE)
-    ids = read_image_ids(args.domain, gt_dir.parent)
+    ids = read_image_ids(args.domain, data_dir)
     max_th = args.max_th / 100 if args.max_th > 1 else args.max_th
     if args.mode == "png" or args.threshold is not None:
         thresholds = [args.threshold]
     else:
         thresholds = sweep(0.05, 0.75 if args.mode == "npy" else max_th)
-    scores = evaluate_folder(pred_dir, gt_dir, ids, args.mode, thresholds, NUM_CLASSES + 1, args.num_workers,
-                             args.allow_pickle)
-    best = max(range(len(thresholds)), key=lambda index: scores[index]["mIoU"])
+    metrics = evaluate_folder(pred_dir, gt_dir, ids, args.mode, thresholds, NUM_CLASSES + 1, args.num_workers,
+                              args.allow_pickle)
+    scores = [metric.scores() for metric in metrics]
+    lines, chosen = published_printout(args.mode, thresholds, scores)
+    print("\n".join(lines))
+    best = chosen["best"]
     result = {"experiment_name": args.experiment_name, "domain": args.domain, "mode": args.mode,
               "images": len(ids), "threshold": thresholds[best], **scores[best],
               "sweep": [{"threshold": th, **{k: s[k] for k in ("mIoU", "FP", "FN")}}
                         for th, s in zip(thresholds, scores)]}
-    print(summary_line(thresholds[best], scores[best]))
-    if args.mode == "rw" and len(thresholds) > 1:
-        for factor in (1.6, 0.6):
-            target = scores[best]["FP"] * factor
-            index = min(range(len(thresholds)), key=lambda i: abs(scores[i]["FP"] - target))
-            print(f"FP closest to {factor}× best: {summary_line(thresholds[index], scores[index])}")
-            result[f"threshold_fp_x{factor}"] = thresholds[index]
+    for word in ("over", "under"):
+        if word in chosen:
+            result[f"threshold_{word}"] = thresholds[chosen[word]]
+    unpredicted = metrics[best].unpredicted_pixels
+    if unpredicted:
+        print(f"note: {unpredicted} scored prediction pixels hold 255 (void); as published, they predict no class")
+    result["unpredicted_pixels"] = unpredicted
     print(class_table(scores[best], load_class_info()["class_names"]))
     write_json(out, result)
     print(f"results in {out}")

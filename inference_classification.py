@@ -11,7 +11,15 @@ from wsss.data.voc import read_image_ids
 from wsss.methods import METHODS, get_method
 from wsss.models.backbones import BACKBONES, NORM_LAYERS
 from wsss.utils import distributed
-from wsss.utils.cli import add_model_stage_arguments, parse_scales, require_tag, run_script, scales_type
+from wsss.utils.cli import (
+    HelpFormatter,
+    add_domain_argument,
+    add_model_stage_arguments,
+    parse_scales,
+    require_tag,
+    run_script,
+    scales_type,
+)
 from wsss.utils.errors import as_stage_error
 from wsss.utils.files import MAP_SUFFIXES, load_weights, save_cams
 from wsss.utils.paths import WRITABLE_ADVICE, ExperimentPaths, cam_name
@@ -19,14 +27,14 @@ from wsss.utils.per_image import plan_outputs, run_over_loader
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="random seed (unused by inference; kept for the published command lines)")
     parser.add_argument("--num_workers", type=int, default=4, help="image loading worker processes")
     parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
     parser.add_argument("--architecture", type=str, default="resnet50", choices=sorted(BACKBONES), help="backbone")
     parser.add_argument("--mode", type=str, default="normal", choices=sorted(NORM_LAYERS), help="batch norm mode")
     parser.add_argument("--tag", type=str, default="", help="the classifier's run name (experiments/models/{tag}.pth)")
-    parser.add_argument("--domain", type=str, default="train", help="image list: train, train_aug, val, ...")
+    add_domain_argument(parser, "train")
     parser.add_argument("--scales", type=scales_type, default="0.5,1.0,1.5,2.0", help="comma-separated image scales")
     parser.add_argument("--method", type=str, default="puzzle", choices=sorted(METHODS),
                         help="the CAM method the classifier was trained with (its network and CAM routine)")

@@ -16,7 +16,7 @@ from wsss.models.backbones import BACKBONES
 from wsss.stages.affinity import load_affinitynet, random_walk_maps
 from wsss.stages.map_kinds import MAP_KINDS
 from wsss.utils import distributed
-from wsss.utils.cli import add_model_stage_arguments, run_script, str2bool
+from wsss.utils.cli import HelpFormatter, add_domain_argument, add_model_stage_arguments, run_script, str2bool
 from wsss.utils.errors import StageError
 from wsss.utils.files import MAP_SUFFIXES, check_map_files, load_map_array, save_rw
 from wsss.utils.paths import ExperimentPaths, rw_name
@@ -26,11 +26,11 @@ CAM = MAP_KINDS["cam"]
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--architecture", type=str, default="resnet50", choices=sorted(BACKBONES), help="backbone")
     parser.add_argument("--model_name", type=str, default="", help="the AffinityNet's tag (experiments/models/{tag}.pth)")
     parser.add_argument("--cam_dir", type=str, default="", help="the CAM folder under --pred_dir")
-    parser.add_argument("--domain", type=str, default="train", help="image list")
+    add_domain_argument(parser, "train")
     parser.add_argument("--beta", type=int, default=10, help="affinity exponent")
     parser.add_argument("--exp_times", type=int, default=8, help="the walk takes 2^exp_times steps")
     parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")

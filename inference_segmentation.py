@@ -12,7 +12,16 @@ from wsss.models.backbones import BACKBONES, NORM_LAYERS
 from wsss.models.segmentation_models import SEGMENTATION_MODELS, build_segmentation_model
 from wsss.stages import segmentation
 from wsss.utils import distributed
-from wsss.utils.cli import add_model_stage_arguments, parse_scales, require_tag, run_script, scales_type, str2bool
+from wsss.utils.cli import (
+    HelpFormatter,
+    add_domain_argument,
+    add_model_stage_arguments,
+    parse_scales,
+    require_tag,
+    run_script,
+    scales_type,
+    str2bool,
+)
 from wsss.utils.errors import StageError, as_stage_error
 from wsss.utils.files import load_weights
 from wsss.utils.paths import WRITABLE_ADVICE, ExperimentPaths, segmentation_name
@@ -21,7 +30,7 @@ from wsss.utils.per_image import plan_outputs
 
 def build_parser():
     # the published command line passes --scale (a prefix of --scales): no other flag may start with it
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--num_workers", type=int, default=4, help="CRF and file-writing worker processes (0: inline)")
     parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
     parser.add_argument("--architecture", type=str, default="DeepLabv3+", choices=sorted(SEGMENTATION_MODELS),
@@ -30,7 +39,7 @@ def build_parser():
     parser.add_argument("--mode", type=str, default="fix", choices=sorted(NORM_LAYERS), help="batch norm mode")
     parser.add_argument("--use_gn", type=str2bool, default=True, help="GroupNorm in the ASPP and decoder (True/False)")
     parser.add_argument("--tag", type=str, default="", help="the model's run name (experiments/models/{tag}.pth)")
-    parser.add_argument("--domain", type=str, default="val", help="image list: val, test, train, train_aug, ...")
+    add_domain_argument(parser, "val")
     parser.add_argument("--scales", type=scales_type, default="0.5,1.0,1.5,2.0", help="comma-separated image scales")
     parser.add_argument("--iteration", type=int, default=0, help="dense CRF mean-field iterations (0: no CRF)")
     add_model_stage_arguments(parser)

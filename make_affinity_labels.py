@@ -10,14 +10,14 @@ import functools
 from wsss.algorithms.affinity_labels import make_affinity_label
 from wsss.stages import label_maps
 from wsss.stages.map_kinds import MAP_KINDS
-from wsss.utils.cli import run_script
+from wsss.utils.cli import HelpFormatter, run_script
 from wsss.utils.paths import affinity_label_name
 
 LABEL_CRF_ITERATIONS = 10
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     label_maps.add_arguments(parser, MAP_KINDS["cam"])
     parser.add_argument("--fg_threshold", type=float, default=0.30, help="background level for confident foreground")
     parser.add_argument("--bg_threshold", type=float, default=0.05, help="background level for confident background")

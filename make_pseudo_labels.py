@@ -9,12 +9,12 @@ import functools
 from wsss.algorithms.crf import crf_refined_label
 from wsss.stages import label_maps
 from wsss.stages.map_kinds import MAP_KINDS
-from wsss.utils.cli import run_script
+from wsss.utils.cli import HelpFormatter, run_script
 from wsss.utils.paths import pseudo_label_name
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     label_maps.add_arguments(parser, MAP_KINDS["rw"])
     parser.add_argument("--threshold", type=float, default=0.25, help="constant background map level")
     parser.add_argument("--crf_iteration", type=int, default=10, help="label CRF iterations (0: no CRF)")

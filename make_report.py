@@ -17,17 +17,17 @@ from wsss.data.visualize import colour_label, heatmap_overlay
 from wsss.data.voc import NUM_CLASSES, VOCData, load_class_info, read_image_ids
 from wsss.stages.map_kinds import MAP_KINDS
 from wsss.stages.report import class_iou_chart, foreground_heat, stage_sheet
-from wsss.utils.cli import run_script, str2bool
+from wsss.utils.cli import HelpFormatter, add_domain_argument, run_script, str2bool
 from wsss.utils.errors import StageError
 from wsss.utils.files import atomic_path, find_maps, load_label_png, load_maps, read_json
 from wsss.utils.paths import ExperimentPaths
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--tag", type=str, required=True, help="report name: experiments/reports/{tag}/")
     parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
-    parser.add_argument("--domain", type=str, default="train", help="image list to sample (needs ground truth)")
+    add_domain_argument(parser, "train")
     parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
     parser.add_argument("--cam_dir", type=str, required=True, help="CAM folder (inference_classification.py)")
     parser.add_argument("--rw_dir", type=str, required=True, help="random-walk folder (inference_rw.py)")

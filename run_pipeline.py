@@ -21,8 +21,11 @@ Any flag given explicitly overrides the preset.
 import argparse
 import collections
 import json
+import os
 import pathlib
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,10 +33,11 @@ import time
 from wsss.data.voc import read_image_ids
 from wsss.methods import METHODS, get_method
 from wsss.models.backbones import BACKBONES
-from wsss.utils.cli import run_script, scales_type, str2bool
+from wsss.utils.cli import HelpFormatter, run_script, scales_type, str2bool
 from wsss.utils.errors import StageError
-from wsss.utils.files import read_json, write_json
+from wsss.utils.files import check_writable, read_json, write_json
 from wsss.utils.paths import (
+    WRITABLE_ADVICE,
     ExperimentPaths,
     affinity_label_name,
     cam_name,
@@ -63,7 +67,7 @@ TABLE1_NAMES = {"cl": "cls", "cl_pcl": "cls+pcl", "cl_re": "cls+re", "cl_pcl_re"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--preset", type=str, default="toy", choices=sorted(PRESETS),
                         help="default values of the flags below")
     parser.add_argument("--table", type=int, default=2, choices=[1, 2], help="which of the paper's tables to run")
@@ -220,13 +224,53 @@ def table2(args):
     return plan
 
 
+def shown_interpreter():
+    """This Python as a command typed in the working directory: `python3` when that is the one on
+    PATH (an activated .venv), else its path (e.g. `.venv/bin/python`), so printed lines run as shown."""
+    on_path = shutil.which("python3")
+    if on_path and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(os.path.abspath(sys.executable)):
+        return "python3"
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative
+
+
+def shown_script(script):
+    relative = os.path.relpath(REPOSITORY / script)
+    return str(REPOSITORY / script) if relative.startswith("..") else relative
+
+
 def run_stage(name, script, stage_flags):
+    """Run one stage script in a process group of its own and wait for it. On Ctrl-C the runner alone
+    gets the signal, stops the stage (outputs are atomic: what exists is complete) and says so once."""
     command = [sys.executable, str(REPOSITORY / script), *map(str, stage_flags)]
-    print(f"\n== {name}\n$ python3 {script} {shlex.join(map(str, stage_flags))}", flush=True)
+    print(f"\n== {name}\n$ {shown_interpreter()} {shown_script(script)} {shlex.join(map(str, stage_flags))}",
+          flush=True)
     start = time.perf_counter()
-    if subprocess.run(command).returncode != 0:
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        returncode = process.wait()
+    except KeyboardInterrupt:
+        stop_group(process)
+        raise KeyboardInterrupt(f"stage '{name}'") from None
+    if returncode != 0:
         raise StageError(f"stage '{name}' failed (command above); fix the cause and rerun: finished stages are skipped")
-    print(f"== {name}: done in {time.perf_counter() - start:.1f} s", flush=True)
+    elapsed = time.perf_counter() - start
+    print(f"== {name}: done in {elapsed:.1f} s", flush=True)
+    return elapsed
+
+
+def stop_group(process, grace=10):
+    """SIGTERM to the stage's process group, SIGKILL to what is left after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def evaluate(title, name, mode, domain, args):
@@ -244,20 +288,33 @@ def print_table(title, results, paper, paper_label):
 
 
 def main(args):
+    try:
+        return run(args)
+    except KeyboardInterrupt as interruption:
+        where = f" during {interruption.args[0]}" if interruption.args else ""
+        print(f"interrupted{where}: finished stages and every file already written are kept; rerun the same "
+              "command to continue (finished stages are skipped, an interrupted training resumes)", file=sys.stderr)
+        sys.exit(130)
+
+
+def run(args):
     start = time.perf_counter()
     apply_preset(args)
+    paths = ExperimentPaths()
+    check_writable(paths.root, WRITABLE_ADVICE)
     if args.generate_toy:
         from wsss.data.toy_voc import generate
 
+        check_writable(pathlib.Path(args.data_dir), "choose a --data_dir you can write, or run from another folder")
         generate(args.data_dir)
     plan = table1(args) if args.table == 1 else table2(args)
-    paths = ExperimentPaths()
+    timings = {}
     for stage in plan.stages:
         if stage.done():
             print(f"\n== {stage.name}: complete, skipped")
             continue
         resume = stage.training_tag and paths.training_state(stage.training_tag).is_file()
-        run_stage(stage.name, stage.script, stage.flags + (["--resume", "True"] if resume else []))
+        timings[stage.name] = run_stage(stage.name, stage.script, stage.flags + (["--resume", "True"] if resume else []))
     results = {title: evaluate(title, *evaluation, args) for title, evaluation in plan.evaluations.items()}
     summary = paths.evaluation(args.tag, f"table{args.table}")
     write_json(summary, {"preset": args.preset, **{title: result["mIoU"] for title, result in results.items()}})
@@ -270,6 +327,8 @@ def main(args):
         print_table("Table 2 (mIoU %): pseudo-label quality on train, DeepLabv3+ on val", results,
                     PAPER_TABLE2, "paper (ResNeSt-101, VOC)")
         print(f"\nreport: {paths.report(args.tag) / 'samples.png'}, {paths.report(args.tag) / 'class_iou.png'}")
+    if timings:
+        print("\nstage times (s): " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in timings.items()))
     print(f"results: {summary}\ntotal time: {time.perf_counter() - start:.0f} s")
 
 

@@ -3,11 +3,11 @@ import argparse
 
 from wsss.models.backbones import BACKBONES
 from wsss.stages.affinity import train
-from wsss.utils.cli import add_pretrained_argument, add_training_arguments, run_script, str2bool
+from wsss.utils.cli import HelpFormatter, add_pretrained_argument, add_training_arguments, run_script, str2bool
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_training_arguments(parser, max_epoch=3)
     parser.add_argument("--architecture", type=str, default="resnet50", choices=sorted(BACKBONES), help="backbone (always mode fix)")
     add_pretrained_argument(parser)

@@ -3,13 +3,13 @@ import argparse
 
 from wsss.methods import get_method
 from wsss.stages import classification
-from wsss.utils.cli import run_script
+from wsss.utils.cli import HelpFormatter, run_script
 
 METHOD = get_method("puzzle")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     classification.add_arguments(parser, METHOD)
     return parser
 

@@ -8,11 +8,18 @@ import argparse
 from wsss.models.backbones import BACKBONES, NORM_LAYERS
 from wsss.models.segmentation_models import SEGMENTATION_MODELS
 from wsss.stages import segmentation
-from wsss.utils.cli import add_pretrained_argument, add_sync_bn_argument, add_training_arguments, run_script, str2bool
+from wsss.utils.cli import (
+    HelpFormatter,
+    add_pretrained_argument,
+    add_sync_bn_argument,
+    add_training_arguments,
+    run_script,
+    str2bool,
+)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     training = add_training_arguments(parser, batch_size=32, max_epoch=50, lr=0.007, wd=4e-5, image_size=512,
                                       min_image_size=256, max_image_size=1024)
     training.add_argument("--detect_anomaly", type=str2bool, default=False,

@@ -1,10 +1,13 @@
 """Running the stage scripts as a user would: a subprocess in a working directory of its own."""
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+# a progress bar's line in a log ("desc:  50%|####   | 2/4 [00:01<00:01, ...]")
+PROGRESS_LINE = re.compile(r"\|\s*\d+/\d+ \[")
 
 
 def run_stage(script, *args, cwd, check=True, timeout=300):

@@ -245,11 +245,11 @@ def test_prediction_png_with_values_outside_the_classes(ws, monkeypatch, capsys)
     path = ws.predictions / AFFINITY_LABELS / f"{first_id(ws)}.png"
     with Image.open(path) as image:
         label = np.array(image)
-    label[:2, :2] = 255  # an affinity label's "unsure" is not a prediction
+    label[:2, :2] = 30  # neither a class nor 255 (which predicts no class, as published)
     write_png(path, label)
     argv = ["--experiment_name", AFFINITY_LABELS, "--domain", "train_aug", "--mode", "png", "--data_dir",
             ws.data / "SegmentationClass", "--num_workers", "1"]
-    expect_error(ws, monkeypatch, capsys, "evaluate.py", path, "values [255] outside 0-20;", argv=list(map(str, argv)))
+    expect_error(ws, monkeypatch, capsys, "evaluate.py", path, "values [30] outside 0-20/255;", argv=list(map(str, argv)))
 
 
 # --- inter-stage files ------------------------------------------------------------------------------

@@ -17,10 +17,11 @@ import time
 
 import pytest
 import workspace
-from stage_runner import REPOSITORY
+from stage_runner import PROGRESS_LINE, REPOSITORY
 
 from wsss.data.toy_voc import generate
 from wsss.data.voc import read_image_ids
+from wsss.utils.cli import INTERRUPTED
 
 IMAGES = 16  # train_aug; enough work per stage to be stopped halfway
 
@@ -113,3 +114,68 @@ def test_killed_stage_resumes_to_identical_files(template, tmp_path, script, suf
     assert sorted(expected) == sorted(f"{image_id}{suffix}" for image_id in read_image_ids("train_aug",
                                                                                            template / "voc"))
     assert folder_bytes(stopped_folder) == expected
+
+
+def wait_for_output(process, folder, suffix, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not finished_files(folder, suffix):
+        assert process.poll() is None, f"the stage ended before writing anything: {process.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "the stage wrote nothing in time"
+        time.sleep(0.005)
+
+
+def group_alive(group, within=15.0):
+    """Whether any process of the group is still there after `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def messages(stderr):
+    """stderr without the progress lines."""
+    return [line for line in stderr.splitlines() if line.strip() and not PROGRESS_LINE.search(line)]
+
+
+@pytest.mark.parametrize("script, suffix", [("inference_classification.py", ".npz"), ("make_affinity_labels.py", ".png")],
+                         ids=["dataloader_workers", "pool_workers"])
+def test_ctrl_c_is_one_line_exit_130_and_the_rerun_completes(template, tmp_path, script, suffix):
+    argv = workspace.command(script, template / "voc")
+    argv[argv.index("--num_workers") + 1] = "2"
+    root = prepare(template, tmp_path)
+    process = start(script, argv, root)
+    folder = workspace.output(script, root)
+    try:
+        wait_for_output(process, folder, suffix)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        stderr = process.communicate(timeout=60)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130
+    assert messages(stderr) == [INTERRUPTED], stderr[-3000:]
+    assert not group_alive(process.pid)
+    finish(start(script, argv, root))
+    assert len(finished_files(folder, suffix)) == IMAGES
+
+
+def test_no_loader_worker_outlives_a_killed_stage(template, tmp_path):
+    """SIGKILL to the stage alone (its workers are not signalled): they follow it within seconds."""
+    argv = workspace.command("inference_classification.py", template / "voc")
+    argv[argv.index("--num_workers") + 1] = "2"
+    root = prepare(template, tmp_path)
+    process = start("inference_classification.py", argv, root)
+    try:
+        wait_for_output(process, workspace.output("inference_classification.py", root), ".npz")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert not group_alive(process.pid, within=10)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,4 +1,5 @@
-"""run_pipeline.py end to end on the tiny toy dataset: killed midway, rerun to the end, rerun again."""
+"""run_pipeline.py end to end on the tiny toy dataset: interrupted midway (Ctrl-C), rerun to the end,
+rerun again."""
 import json
 import os
 import signal
@@ -8,7 +9,7 @@ import time
 
 import numpy as np
 from PIL import Image
-from stage_runner import REPOSITORY
+from stage_runner import PROGRESS_LINE, REPOSITORY
 
 import run_pipeline
 
@@ -53,26 +54,48 @@ def test_table1_plan_trains_the_four_loss_options():
     assert all(domain == "train" and mode == "npy" for _, mode, domain in plan.evaluations.values())
 
 
-def test_pipeline_killed_midway_then_rerun_finishes_and_a_third_run_skips_everything(toy_voc, tmp_path):
+def stage_processes(marker):
+    """Live processes whose command line holds `marker`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        if entry.isdigit() and marker in command and "pytest" not in command:
+            found.append(int(entry))
+    return found
+
+
+def test_pipeline_interrupted_midway_then_rerun_finishes_and_a_third_run_skips_everything(toy_voc, tmp_path):
     command, environment = pipeline(toy_voc)
-    # 1. kill the whole process group once the CAM stage has written its first file
+    # 1. Ctrl-C (SIGINT to the foreground process group) once the CAM stage has written its first file
     process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     cam_dir = tmp_path / "experiments" / "predictions" / "Toy@Puzzle@train@scale=1.0"
     deadline = time.time() + 600
     while not (cam_dir.is_dir() and any(cam_dir.glob("*.npz"))):
         assert process.poll() is None, "the pipeline ended before the CAM stage wrote a file"
         assert time.time() < deadline, "no CAM file after 10 minutes"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert len(list(cam_dir.glob("*.npz"))) < 8, "the CAM stage had already finished: not a midway kill"
+    os.killpg(process.pid, signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130
+    messages = [line for line in stderr.splitlines() if line.strip() and not PROGRESS_LINE.search(line)]
+    assert len(messages) == 1 and messages[0].startswith("interrupted during stage 'CAMs Toy@Puzzle'"), stderr[-2000:]
+    assert len(list(cam_dir.glob("*.npz"))) < 8, "the CAM stage had already finished: not a midway interruption"
+    deadline = time.time() + 15
+    while stage_processes(str(toy_voc)) and time.time() < deadline:  # the stage and its workers stop with it
+        time.sleep(0.2)
+    assert stage_processes(str(toy_voc)) == []
 
     # 2. rerun: the classifier is skipped, the CAM stage continues, everything else runs
     second = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "== classifier Toy@Puzzle: complete, skipped" in second.stdout
-    assert "$ python3 inference_classification.py --architecture resnet_mini --tag Toy@Puzzle" in second.stdout
+    assert "inference_classification.py --architecture resnet_mini --tag Toy@Puzzle" in second.stdout
+    assert "stage times (s): CAMs Toy@Puzzle " in second.stdout
     table = second.stdout[second.stdout.index("Table 2"):]
     for row in ("CAM ", "CAM+RW ", "CAM+RW+dCRF", "DeepLabv3+ val"):
         assert row in table

@@ -54,7 +54,8 @@ def test_evaluate_cams_prints_the_published_line_and_json(stage1_run, toy_voc):
     saved = json.loads((stage1_run / "experiments" / "evaluations" / "puzzle@train@scale=0.5,1.0@train.json").read_text())
     assert saved["images"] == len(read_image_ids("train", toy_voc))
     assert len(saved["sweep"]) == 15 and saved["sweep"][-1]["threshold"] == 0.75
-    assert f"mIoU={saved['mIoU']:.3f}%" in first
+    best = [line for line in result.stdout.splitlines() if line.startswith("Best Th=")]
+    assert best == [f"Best Th={saved['threshold']:.2f}, mIoU={saved['mIoU']:.3f}%"]
 
 
 def test_plain_classifier_trains(toy_voc, tmp_path):

@@ -2,7 +2,14 @@ import numpy as np
 
 from wsss.data.visualize import colour_label
 from wsss.data.voc import load_class_info, voc_palette
-from wsss.stages.report import BAR_COLOURS, class_iou_chart, foreground_heat, letterbox, stage_sheet
+from wsss.stages.report import (
+    BAR_COLOURS,
+    class_iou_chart,
+    foreground_heat,
+    letterbox,
+    single_class_columns,
+    stage_sheet,
+)
 
 CLASS_NAMES = load_class_info()["class_names"]
 
@@ -41,3 +48,21 @@ def test_bars_are_as_long_as_their_iou():
     assert len(bar_rows)  # the 50 % bar: 200 pixels long
     lengths = sorted({int((chart[row] == colour).all(axis=1).sum()) for row in bar_rows})
     assert lengths == [200]  # x = 101…300: 50 % of 400 pixels (x = 100 is the axis line)
+
+
+def test_a_column_with_one_class_everywhere_is_flagged_on_the_sheet():
+    truth = np.zeros((20, 20), dtype=np.uint8)
+    truth[5:15, 5:15] = 15
+    background = np.zeros_like(truth)
+    picture = np.full((20, 20, 3), 90, dtype=np.uint8)
+    rows = [(f"img{i}", [picture, colour_label(truth), colour_label(truth), colour_label(background)],
+             [truth, truth, background]) for i in range(2)]
+    titles = ["image", "ground truth", "pseudo label", "prediction"]
+    flagged = stage_sheet(rows, titles, CLASS_NAMES, label_columns=(1, 2, 3), cell=64)
+    assert single_class_columns(rows, (1, 2, 3), CLASS_NAMES) == {3: "background"}
+    varied = [(name, pictures, [t, t, t]) for name, pictures, (t, _, _) in rows]
+    assert single_class_columns(varied, (1, 2, 3), CLASS_NAMES) == {}
+    plain = stage_sheet(varied, titles, CLASS_NAMES, label_columns=(1, 2, 3), cell=64)
+    assert flagged.shape[0] == plain.shape[0] + 18  # the note line under the titles
+    note = flagged[26:44]
+    assert ((note[..., 0] > 120) & (note[..., 1] < 80)).any()  # drawn in red

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from wsss.utils.errors import StageError, one_line
+from wsss.utils.processes import exit_on_sigterm
 from wsss.utils.files import (
     atomic_path,
     check_writable,
-    exit_on_sigterm,
     load_label_png,
     save_checkpoint,
     save_label_png,

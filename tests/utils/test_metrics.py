@@ -43,3 +43,24 @@ def test_absent_classes_count_with_iou_zero():
     assert metric.scores()["mIoU"] == pytest.approx(200 / 21)
 
 
+
+
+def test_prediction_255_predicts_no_class_as_published():
+    """A 255 prediction adds to the ground truth's T and to no class's P (the direct count's rule)."""
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 4, size=(9, 11))
+    truth[0, :3] = 255
+    prediction = rng.integers(0, 4, size=(9, 11))
+    prediction[rng.random((9, 11)) < 0.2] = 255
+    metric = SegmentationMetric(21)
+    metric.update(prediction, truth)
+    miou, fp, fn, iou = direct_scores([(prediction, truth)])
+    scores = metric.scores()
+    assert scores["mIoU"] == pytest.approx(miou) and np.allclose(scores["IoU"], iou)
+    assert scores["FP"] == pytest.approx(fp) and scores["FN"] == pytest.approx(fn)
+    assert metric.unpredicted_pixels == int(np.sum((prediction == 255) & (truth < 255)))
+
+
+def test_a_value_that_is_neither_a_class_nor_255_is_refused():
+    with pytest.raises(ValueError, match="outside 0..20 and 255"):
+        SegmentationMetric(21).update(np.array([[21]]), np.array([[0]]))

@@ -11,6 +11,7 @@ from wsss.utils.errors import StageError
 from wsss.utils.files import find_maps, load_label_png, load_maps
 from wsss.utils.logs import progress as progress_bar
 from wsss.utils.metrics import SegmentationMetric
+from wsss.utils.processes import pool_worker_setup
 
 
 def sweep(start, stop):
@@ -45,7 +46,7 @@ def image_matrices(image_id, pred_dir, gt_dir, mode, thresholds, num_classes, al
     ground_truth = load_mask(gt_dir / f"{image_id}.png")
     path = prediction_path(pred_dir, image_id, mode)
     if path.suffix == ".png":
-        predictions = [check_class_ids(load_label_png(path), path, void=False)] * len(thresholds)
+        predictions = [check_class_ids(load_label_png(path), path, void=True)] * len(thresholds)
     else:
         maps = load_maps(path, num_classes - 1, allow_pickle=allow_pickle)
         kind = EVALUATE_MODES[mode]
@@ -69,32 +70,71 @@ def image_matrices(image_id, pred_dir, gt_dir, mode, thresholds, num_classes, al
 
 def evaluate_folder(pred_dir, gt_dir, ids, mode, thresholds, num_classes, num_workers=1, allow_pickle=False,
                     progress=True):
-    """Scores per threshold (a list aligned with `thresholds`) over every listed image."""
+    """One SegmentationMetric per threshold (aligned with `thresholds`) over every listed image."""
     check_ground_truth(gt_dir, ids)
     check_predictions(pred_dir, ids, mode)
     work = functools.partial(image_matrices, pred_dir=pred_dir, gt_dir=gt_dir, mode=mode,
                              thresholds=thresholds, num_classes=num_classes, allow_pickle=allow_pickle)
-    total = np.zeros((len(thresholds), num_classes, num_classes), dtype=np.int64)
+    total = np.zeros((len(thresholds), num_classes, num_classes + 1), dtype=np.int64)
     bar = functools.partial(progress_bar, total=len(ids), desc="evaluate", disable=not progress)
     if num_workers > 1:
-        with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+        with multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup) as pool:
             for matrices in bar(pool.imap_unordered(work, ids, chunksize=8)):
                 total += matrices
     else:
         for matrices in bar(map(work, ids)):
             total += matrices
-    scores = []
+    metrics = []
     for matrix in total:
         metric = SegmentationMetric(num_classes)
         metric.matrix = matrix
-        scores.append(metric.scores())
-    return scores
+        metrics.append(metric)
+    return metrics
 
 
 def summary_line(threshold, scores):
     """The published one-line result."""
     prefix = "" if threshold is None else f"Th={threshold:.2f}, "
     return f"{prefix}mIoU={scores['mIoU']:.3f}%, FP={scores['FP']:.4f}, FN={scores['FN']:.4f}"
+
+
+def best_index(values, key):
+    """The first index of the largest `key` (numpy's argmax order)."""
+    return max(range(len(values)), key=lambda index: (key(values[index]), -index))
+
+
+def nearest_index(values, target):
+    """The first index whose value is closest to `target` (numpy's argmin order)."""
+    return min(range(len(values)), key=lambda index: (abs(values[index] - target), index))
+
+
+def published_printout(mode, thresholds, scores):
+    """evaluate.py's published output, line for line, and the chosen thresholds.
+
+    One threshold (or png): its one line. npy sweep: a `Th=…, mIoU=…%, FP=…, FN=…` line per
+    threshold, then `Best Th=…, mIoU=…%`. rw sweep: a `Th=…, mIoU=…%, FP=…` line per threshold,
+    then `Over FP : …, Under FP : …` (1.6× and 0.6× the best threshold's FP), and the best, over
+    and under thresholds (those whose FP is closest to the two targets) in the per-threshold form.
+    Returns (lines, {"best": index, "over": index, "under": index} as they apply).
+    """
+    if len(thresholds) == 1:
+        return [summary_line(thresholds[0], scores[0])], {"best": 0}
+    best = best_index(scores, lambda s: s["mIoU"])
+    if mode != "rw":
+        lines = [summary_line(th, s) for th, s in zip(thresholds, scores)]
+        return lines + [f"Best Th={thresholds[best]:.2f}, mIoU={scores[best]['mIoU']:.3f}%"], {"best": best}
+
+    def rw_line(index):
+        return f"Th={thresholds[index]:.2f}, mIoU={scores[index]['mIoU']:.3f}%, FP={scores[index]['FP']:.4f}"
+
+    false_positives = [s["FP"] for s in scores]
+    over_fp, under_fp = false_positives[best] * 1.6, false_positives[best] * 0.6
+    chosen = {"best": best, "over": nearest_index(false_positives, over_fp),
+              "under": nearest_index(false_positives, under_fp)}
+    lines = [rw_line(index) for index in range(len(thresholds))]
+    lines.append(f"Over FP : {over_fp:.4f}, Under FP : {under_fp:.4f}")
+    lines += [f"{word} {rw_line(chosen[word.lower()])}" for word in ("Best", "Over", "Under")]
+    return lines, chosen
 
 
 def class_table(scores, class_names):

@@ -5,7 +5,7 @@ import functools
 import numpy as np
 
 from wsss.data.voc import NUM_CLASSES, VOCData, read_image_ids
-from wsss.utils.cli import add_shard_argument, str2bool
+from wsss.utils.cli import add_domain_argument, add_shard_argument, str2bool
 from wsss.utils.errors import StageError
 from wsss.utils.files import check_map_files, load_map_array, save_label_png
 from wsss.utils.paths import ExperimentPaths
@@ -15,7 +15,7 @@ from wsss.utils.per_image import plan_outputs, run_per_image
 def add_arguments(parser, kind):
     """The flags both label stages share; `kind` is the MapKind they read."""
     parser.add_argument("--experiment_name", type=str, required=True, help=f"the {kind.noun} folder under --pred_dir")
-    parser.add_argument("--domain", type=str, default="train", help="image list")
+    add_domain_argument(parser, "train")
     parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
     parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
     parser.add_argument("--num_workers", type=int, default=4, help="worker processes for the CRF")

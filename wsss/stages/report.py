@@ -10,7 +10,7 @@ import numpy as np
 from wsss.data.voc import voc_palette
 from wsss.utils.labels import IGNORE_LABEL
 
-__all__ = ["foreground_heat", "letterbox", "stage_sheet", "class_iou_chart"]
+__all__ = ["foreground_heat", "letterbox", "single_class_columns", "stage_sheet", "class_iou_chart"]
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 INK = (30, 30, 30)
@@ -75,9 +75,13 @@ def stage_sheet(rows, titles, class_names, label_columns=(), cell=160, gap=4):
     """
     columns = len(titles)
     width = columns * (cell + gap) + gap
-    header = np.full((26, width, 3), PAPER, dtype=np.uint8)
+    single = single_class_columns(rows, label_columns, class_names)
+    header = np.full((26 + 18 * bool(single), width, 3), PAPER, dtype=np.uint8)
     for c, title in enumerate(titles):
-        _text(header, title, (gap + c * (cell + gap) + 4, 18))
+        _text(header, title + (" *" if c in single else ""), (gap + c * (cell + gap) + 4, 18))
+    if single:
+        notes = "; ".join(f"{titles[c]}: {name} in every pixel shown" for c, name in single.items())
+        _text(header, f"* one class everywhere ({notes})", (gap + 4, 38), scale=0.4, colour=(180, 0, 0))
     blocks = [header]
     shown = set()
     for image_id, pictures, labels in rows:
@@ -94,6 +98,22 @@ def stage_sheet(rows, titles, class_names, label_columns=(), cell=160, gap=4):
     return np.concatenate(blocks, axis=0)
 
 
+def single_class_columns(rows, label_columns, class_names):
+    """{column: class name} for the label columns (ground truth aside) whose maps hold one class, the
+    same in every row: a model that predicts, say, background everywhere, which a reader should be told."""
+    found = {}
+    for position, column in enumerate(label_columns):
+        if position == 0:  # the ground truth
+            continue
+        values = set()
+        for _, _, labels in rows:
+            values.update(int(value) for value in np.unique(labels[position]) if value != IGNORE_LABEL)
+        if len(values) == 1:
+            value = values.pop()
+            found[column] = "background" if value == 0 else class_names[value - 1]
+    return found
+
+
 def class_iou_chart(results, class_names, title, bar=6, bar_gap=1, group_gap=8, left=110, right=60, length=520):
     """Grouped horizontal bars of per-class IoU (%), one group per class plus mIoU, one bar per
     entry of `results` ({name: {"IoU": [21 values], "mIoU": value}})."""
@@ -104,10 +124,10 @@ def class_iou_chart(results, class_names, title, bar=6, bar_gap=1, group_gap=8, 
     height = top + len(names) * group + 30
     chart = np.full((height, left + length + right, 3), PAPER, dtype=np.uint8)
     _text(chart, title, (10, 20), scale=0.55)
-    for s, (name, _) in enumerate(series):
+    for s, (name, result) in enumerate(series):  # the mIoU values in the legend: the bars are too thin
         y = 30 + 18 * s
         cv2.rectangle(chart, (left, y), (left + 14, y + 12), BAR_COLOURS[s % len(BAR_COLOURS)], -1)
-        _text(chart, name, (left + 20, y + 11))
+        _text(chart, f"{name} (mIoU {result['mIoU']:.1f})", (left + 20, y + 11))
     for tick in range(0, 101, 20):
         x = left + round(length * tick / 100)
         cv2.line(chart, (x, top - 4), (x, top + len(names) * group), (225, 225, 225), 1)
@@ -120,8 +140,6 @@ def class_iou_chart(results, class_names, title, bar=6, bar_gap=1, group_gap=8, 
             y = y0 + s * (bar + bar_gap)
             x1 = left + round(length * max(0.0, min(100.0, value)) / 100)
             cv2.rectangle(chart, (left, y), (max(left + 1, x1), y + bar - 1), BAR_COLOURS[s % len(BAR_COLOURS)], -1)
-            if name == "mIoU":
-                _text(chart, f"{value:.1f}", (x1 + 4, y + bar), scale=0.35)
     cv2.line(chart, (left, top - 4), (left, top + len(names) * group), INK, 1)
     return chart
 

@@ -24,12 +24,13 @@ from wsss.models.segmentation_models import build_segmentation_model
 from wsss.utils import distributed
 from wsss.utils.cli import check_batch_size, require_tag
 from wsss.utils.errors import StageError, as_stage_error
-from wsss.utils.files import exit_on_sigterm, save_colour_png, save_label_png
+from wsss.utils.files import save_colour_png, save_label_png
 from wsss.utils.labels import IGNORE_LABEL
 from wsss.utils.logs import progress as progress_bar
 from wsss.utils.metrics import SegmentationMetric
 from wsss.utils.optim import build_groups, training_optimizer
 from wsss.utils.paths import ExperimentPaths
+from wsss.utils.processes import loader_worker_setup, pool_worker_setup
 from wsss.utils.training import fit, set_seed, start_run, training_loader
 
 
@@ -90,7 +91,8 @@ def train(args):
 
     paths, log = start_run(args)
     train_loader = training_loader(train_set, args, device)
-    valid_loader = DataLoader(valid_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
+    valid_loader = DataLoader(valid_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers,
+                              worker_init_fn=loader_worker_setup)
     optimizer = training_optimizer(build_groups(parameter_groups(model), args.lr, args.wd), args, len(train_loader))
     model = distributed.wrap_model(model, device, args.sync_bn)
 
@@ -147,7 +149,7 @@ def predict_split(model, dataset, out_dir, scales, iteration, device, colour=Fal
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = functools.partial(write_prediction, iteration=iteration, colour=colour)
-    pool = (multiprocessing.get_context("fork").Pool(num_workers, initializer=exit_on_sigterm)
+    pool = (multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup)
             if num_workers > 0 else None)
     pending = collections.deque()
     try:

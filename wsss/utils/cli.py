@@ -35,14 +35,44 @@ def parse_scales(text):
     return [float(s) for s in text.split(",")]
 
 
+INTERRUPTED = ("interrupted: every output already written is complete (files are written atomically); "
+               "rerun the same command to continue (a training run: add --resume True)")
+
+
 def run_script(main, parser, argv=None):
-    """Parse arguments, run `main(args)`, and turn an StageError into one line and exit status 2."""
+    """Parse arguments and run `main(args)`. A StageError, or a file the system refuses to create or
+    write (no permission, no space), ends in one line and exit status 2; Ctrl-C in one line and
+    exit status 130, the shell's code for SIGINT."""
     args = parser.parse_args(argv)
     try:
         return main(args)
     except StageError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:
+        if error.filename is None:
+            raise
+        print(f"error: {error.filename}: {error.strerror}; choose a folder you can write to (or free space)",
+              file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(130)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help keeps the description's line breaks and shows every flag's default."""
+
+
+DOMAINS = ("train", "train_aug", "val", "test")
+
+
+def add_domain_argument(parser, default="train", help_text="image list"):
+    """--domain: a list name (the published four, or any list the dataset brings in
+    ImageSets/Segmentation/); the four are shown as its choices without refusing others."""
+    parser.add_argument("--domain", type=str, default=default, metavar="{" + ",".join(DOMAINS) + "}",
+                        help=f"{help_text}: train, train_aug, val or test (or another list of the dataset's "
+                             "ImageSets/Segmentation/)")
 
 
 def add_training_arguments(parser, **defaults):

@@ -86,15 +86,6 @@ def check_writable(folder, advice="make it writable or choose another output loc
     os.unlink(probe)
 
 
-def exit_on_sigterm():
-    """Pool initializer: a worker terminated while writing (the pool stops on another worker's
-    error) removes its temporary file before exiting, instead of dying mid-write."""
-    import signal
-    import sys
-
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
 def write_text(path, text):
     with atomic_path(path) as temporary:
         pathlib.Path(temporary).write_text(text)

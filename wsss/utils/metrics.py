@@ -7,6 +7,9 @@ from wsss.utils.labels import IGNORE_LABEL
 class SegmentationMetric:
     """A confusion matrix accumulated by one bincount per image.
 
+    Rows: ground-truth classes; columns: predicted classes, plus a last column for prediction
+    pixels that hold IGNORE_LABEL (a label map with void or unsure pixels): as published, such a
+    pixel predicts no class, so it adds to the ground truth's T and to no class's P.
     IoU_c = TP/(T+P−TP+1e-10); FP_c = (P−TP)/(…); FN_c = (T−TP)/(…). mIoU is the mean over all
     classes, including (quirk) classes absent from both prediction and ground truth, which score 0.
     FP and FN are reported as the mean over the foreground classes.
@@ -14,25 +17,34 @@ class SegmentationMetric:
 
     def __init__(self, num_classes):
         self.num_classes = num_classes
-        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.matrix = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
 
     def update(self, prediction, ground_truth):
-        """Count pixels whose ground truth is < 255 (rows: ground truth, columns: prediction)."""
+        """Count the pixels whose ground truth is < 255."""
         prediction = np.asarray(prediction).astype(np.int64).ravel()
         ground_truth = np.asarray(ground_truth).astype(np.int64).ravel()
         if prediction.shape != ground_truth.shape:
             raise ValueError(f"prediction has {prediction.size} pixels, ground truth {ground_truth.size}")
         valid = ground_truth < IGNORE_LABEL
         prediction, ground_truth = prediction[valid], ground_truth[valid]
-        if prediction.size and (prediction.min() < 0 or prediction.max() >= self.num_classes):
-            raise ValueError(f"prediction values outside 0..{self.num_classes - 1}")
-        codes = ground_truth * self.num_classes + prediction
-        self.matrix += np.bincount(codes, minlength=self.num_classes ** 2).reshape(self.num_classes, -1)
+        unpredicted = prediction == IGNORE_LABEL
+        if np.any((prediction < 0) | ((prediction >= self.num_classes) & ~unpredicted)):
+            raise ValueError(f"prediction values outside 0..{self.num_classes - 1} and {IGNORE_LABEL}")
+        prediction = np.where(unpredicted, self.num_classes, prediction)
+        columns = self.num_classes + 1
+        codes = ground_truth * columns + prediction
+        self.matrix += np.bincount(codes, minlength=self.num_classes * columns).reshape(self.num_classes, columns)
+
+    @property
+    def unpredicted_pixels(self):
+        """Scored pixels whose prediction held IGNORE_LABEL."""
+        return int(self.matrix[:, -1].sum())
 
     def scores(self):
-        true_positive = np.diag(self.matrix).astype(np.float64)
+        classes = self.matrix[:, :-1]
+        true_positive = np.diag(classes).astype(np.float64)
         target = self.matrix.sum(axis=1).astype(np.float64)
-        predicted = self.matrix.sum(axis=0).astype(np.float64)
+        predicted = classes.sum(axis=0).astype(np.float64)
         union = target + predicted - true_positive + 1e-10
         iou = true_positive / union
         false_positive = (predicted - true_positive) / union

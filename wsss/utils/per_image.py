@@ -12,8 +12,9 @@ import multiprocessing
 from torch.utils.data import DataLoader
 
 from wsss.utils import distributed
-from wsss.utils.files import check_writable, exit_on_sigterm
+from wsss.utils.files import check_writable
 from wsss.utils.logs import progress
+from wsss.utils.processes import loader_worker_setup, pool_worker_setup
 
 WRITABLE_ADVICE = "make it writable or pass another --pred_dir"
 
@@ -48,7 +49,7 @@ def run_per_image(work, ids, out_dir, num_workers):
                 work(image_id)
                 bar.update(1)
             return
-        with multiprocessing.get_context("fork").Pool(num_workers, initializer=exit_on_sigterm) as pool:
+        with multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup) as pool:
             for _ in pool.imap_unordered(work, ids, chunksize=4):
                 bar.update(1)
 
@@ -57,7 +58,8 @@ def run_over_loader(dataset, work, out_dir, num_workers):
     """Create `out_dir`, then call `work(*item)` in this process for every item of `dataset`, loaded
     one at a time by `num_workers` DataLoader workers (a model stage: the model stays in one process)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=_single_item)
+    loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=_single_item,
+                        worker_init_fn=loader_worker_setup)
     for item in progress(loader, desc=out_dir.name):
         work(*item)
 

@@ -24,6 +24,7 @@ from wsss.utils.errors import StageError
 from wsss.utils.files import load_training_state, save_checkpoint, save_training_state
 from wsss.utils.logs import MetricHistory, Timer, progress, setup_logging, tensorboard_writer
 from wsss.utils.paths import ExperimentPaths
+from wsss.utils.processes import loader_worker_setup
 
 
 def set_seed(seed):
@@ -60,7 +61,7 @@ def training_loader(dataset, args, device):
     in batches of --batch_size / processes, its augmentation seeded per image
     (wsss.utils.distributed.SampleSeededDataset), so any process count sees the same global batches."""
     options = dict(batch_size=distributed.local_batch_size(args.batch_size), drop_last=True,
-                   num_workers=args.num_workers, pin_memory=device.type == "cuda")
+                   num_workers=args.num_workers, pin_memory=device.type == "cuda", worker_init_fn=loader_worker_setup)
     if not distributed.is_distributed():
         return DataLoader(dataset, shuffle=True, **options)
     return DataLoader(distributed.SampleSeededDataset(dataset, args.seed),
@@ -185,7 +186,7 @@ def fit(args, model, loader, optimizer, step_losses, evaluate=None, paths=None, 
                     running = {}
                     history.add("train", record)
                     log.info("train " + _format(record))
-                    bar.set_postfix(loss=f"{record['total']:.4f}")
+                    bar.set_postfix(loss=f"{record['total']:.4f}", refresh=False)
                     for name, value in record.items():
                         if name not in ("iteration", "epoch"):
                             writer.add_scalar(f"train/{name}", value, iteration)
