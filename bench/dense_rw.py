@@ -20,9 +20,10 @@ def dense_random_walk(cams, edge, beta=10, exp_times=8, radius=5):
     padded_width = width + 2 * radius
     index = PathIndex(radius, (height + radius, padded_width))
     padded_edge = F.pad(edge, (radius, radius, 0, radius), value=1.0)
-    aff = edge_to_affinity(padded_edge[None], index.path_indices)[0].reshape(-1)
-    src = index.src_indices.expand_as(index.dst_indices).reshape(-1)
-    dst = index.dst_indices.reshape(-1)
+    path_indices = [indices.to(edge.device) for indices in index.path_indices]
+    aff = edge_to_affinity(padded_edge[None], path_indices)[0].reshape(-1)
+    src = index.src_indices.expand_as(index.dst_indices).reshape(-1).to(edge.device)
+    dst = index.dst_indices.reshape(-1).to(edge.device)
 
     def to_image(flat):
         rows, cols = flat // padded_width, flat % padded_width - radius
@@ -33,7 +34,7 @@ def dense_random_walk(cams, edge, beta=10, exp_times=8, radius=5):
     src, dst, aff = src[inside], dst[inside], aff[inside]
 
     size = height * width
-    transition = torch.eye(size, dtype=edge.dtype)
+    transition = torch.eye(size, dtype=edge.dtype, device=edge.device)
     transition[src, dst] = aff
     transition[dst, src] = aff
     transition.pow_(beta)

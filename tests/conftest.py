@@ -22,3 +22,24 @@ def one_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(threads)
+
+
+CUDA_MISSING = "no CUDA device visible to torch; the CUDA half runs on a GPU machine (scripts/gpu_check.sh)"
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    """Each device a device-parametrised test runs on: the CPU, and CUDA when torch sees a GPU
+    (skipped otherwise). On CUDA, TF32 matrix products and convolutions are off during the test, so
+    that float32 results compare with a float64 reference at float32 tolerances."""
+    import torch
+
+    if request.param == "cpu":
+        yield torch.device("cpu")
+        return
+    if not torch.cuda.is_available():
+        pytest.skip(CUDA_MISSING)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32

@@ -368,7 +368,8 @@ def _occlusion_ok(masks, min_visible):
 
 
 def _render(rng, first_class, height, width, styles):
-    """One image: RGB uint8 array, class map (0, 1..20, 255 void) and the objects (class, box, truncated).
+    """One image: RGB uint8 array, class map (0, 1..20, 255 void), the objects (class, box, truncated)
+    and their full masks in drawing order (a later object covers an earlier one).
 
     Boxes are (xmin, ymin, xmax, ymax) of the instance's visible pixels, 0-based inclusive.
     """
@@ -403,7 +404,7 @@ def _render(rng, first_class, height, width, styles):
         labels[instances == number] = obj["class_index"] + 1
         objects.append((obj["class_index"], (xs.min(), ys.min(), xs.max(), ys.max()), obj["truncated"]))
     labels[border] = 255
-    return image, labels, objects
+    return image, labels, objects, [obj["mask"] for obj in placed]
 
 
 # ---- files
@@ -474,7 +475,7 @@ def generate(out_dir, *, seed=0, num_train=80, num_train_aug=400, num_val=80, nu
     for number, image_id in enumerate(progress(annotated + splits["test"], desc="toy VOC", disable=not show_progress)):
         rng = np.random.default_rng([seed, number])
         height, width = (int(v) for v in rng.integers(min_size, max_size + 1, 2))
-        image, labels, objects = _render(rng, number % len(class_names), height, width, styles)
+        image, labels, objects, _ = _render(rng, number % len(class_names), height, width, styles)
         _write_jpeg(out_dir / "JPEGImages" / f"{image_id}.jpg", image)
         if number < len(annotated):
             files.write_text(out_dir / "Annotations" / f"{image_id}.xml",
