@@ -3,6 +3,9 @@
 Writes experiments/reports/{tag}/samples.png (one row per sampled image: image, ground truth, CAM
 heat map, random-walk heat map, pseudo label, final prediction, with a legend of the VOC colours
 shown) and experiments/reports/{tag}/class_iou.png (per-class IoU of every evaluation given).
+For SILOP's chain, --uss_dir, --perimeterfit_slic_dir, --perimeterfit_quick_dir and
+--combined_cam_dir add three columns after the CAM: the USS regions, the pixels inside both
+PerimeterFit masks of a present class, and the combined CAM.
 run_pipeline.py calls it last; it can be rerun alone, e.g.
   python3 make_report.py --tag Toy --data_dir toy_voc --domain train \
       --cam_dir 'Toy@Puzzle@train@scale=1.0,2.0' --rw_dir ... --pseudo_dir ... --prediction_dir ... \
@@ -16,11 +19,23 @@ from PIL import Image
 from wsss.data.visualize import colour_label, heatmap_overlay
 from wsss.data.voc import NUM_CLASSES, VOCData, load_class_info, read_image_ids
 from wsss.stages.map_kinds import MAP_KINDS
-from wsss.stages.report import class_iou_chart, foreground_heat, stage_sheet
+from wsss.stages.report import class_iou_chart, foreground_heat, perimeter_fit_overlap, stage_sheet
 from wsss.utils.cli import HelpFormatter, add_domain_argument, run_script, str2bool
 from wsss.utils.errors import StageError
-from wsss.utils.files import atomic_path, find_maps, load_label_png, load_maps, read_json
+from wsss.utils.files import (
+    atomic_path,
+    find_maps,
+    find_picture,
+    load_label_png,
+    load_maps,
+    load_perimeter_fit_masks,
+    load_segmentation_map,
+    read_json,
+)
 from wsss.utils.paths import ExperimentPaths
+
+
+SEGMENTATION, PERIMETER_FIT = "segmentation", "perimeterfit"  # the SILOP columns' kinds of picture
 
 
 def build_parser():
@@ -33,6 +48,13 @@ def build_parser():
     parser.add_argument("--rw_dir", type=str, required=True, help="random-walk folder (inference_rw.py)")
     parser.add_argument("--pseudo_dir", type=str, required=True, help="pseudo-label folder (make_pseudo_labels.py)")
     parser.add_argument("--prediction_dir", type=str, required=True, help="segmentation folder (inference_segmentation.py)")
+    parser.add_argument("--uss_dir", type=str, default=None, help="SILOP: USS segmentation maps (USS.py)")
+    parser.add_argument("--perimeterfit_slic_dir", type=str, default=None,
+                        help="SILOP: slic PerimeterFit masks (PerimeterFit.py --segment slic)")
+    parser.add_argument("--perimeterfit_quick_dir", type=str, default=None,
+                        help="SILOP: quick PerimeterFit masks (PerimeterFit.py --segment quick)")
+    parser.add_argument("--combined_cam_dir", type=str, default=None,
+                        help="SILOP: combined CAM folder (Combine_PerimeterFit.py)")
     parser.add_argument("--evaluations", type=str, nargs="*", default=[],
                         help="NAME=EXPERIMENT_NAME@DOMAIN pairs: bars named NAME from evaluate.py's result "
                              "experiments/evaluations/{EXPERIMENT_NAME}@{DOMAIN}.json")
@@ -55,11 +77,35 @@ def sample_row(data, image_id, columns, num_classes, allow_pickle):
             pictures.append(colour_label(label))
             labels.append(label)
             continue
+        if kind == SEGMENTATION:
+            path = find_picture(folder, image_id)
+            if path is None:
+                raise StageError(f"{folder / image_id}.jpg: segmentation map not found; run USS.py first")
+            pictures.append(load_segmentation_map(path)[..., ::-1])  # OpenCV's channel order → RGB
+            continue
+        if kind == PERIMETER_FIT:
+            masks = (load_perimeter_fit_masks(mask_dir / f"{image_id}.npy") for mask_dir in folder)
+            pictures.append(heatmap_overlay(image, perimeter_fit_overlap(*masks)))
+            continue
         path = find_maps(folder, image_id)
         if path is None:
             raise StageError(f"{folder / image_id}.npz: {kind.noun} file not found; run {kind.producer} first")
         pictures.append(heatmap_overlay(image, foreground_heat(load_maps(path, num_classes, allow_pickle)[kind.label_array])))
     return image_id, pictures, labels
+
+
+def silop_columns(args, paths):
+    """The three SILOP columns, when all four of their folders are given (none: no columns)."""
+    folders = (args.uss_dir, args.perimeterfit_slic_dir, args.perimeterfit_quick_dir, args.combined_cam_dir)
+    if not any(folders):
+        return []
+    if not all(folders):
+        raise StageError("--uss_dir, --perimeterfit_slic_dir, --perimeterfit_quick_dir and --combined_cam_dir "
+                         "go together (the SILOP columns); give all four or none")
+    return [("USS regions", paths.predictions(args.uss_dir), SEGMENTATION),
+            ("PerimeterFit", (paths.predictions(args.perimeterfit_slic_dir),
+                              paths.predictions(args.perimeterfit_quick_dir)), PERIMETER_FIT),
+            (f"combined {MAP_KINDS['cam'].report_column}", paths.predictions(args.combined_cam_dir), MAP_KINDS["cam"])]
 
 
 def save_png(path, picture):
@@ -71,12 +117,14 @@ def main(args):
     data = VOCData(args.data_dir)
     paths = ExperimentPaths(pred_dir=args.pred_dir)
     columns = [(MAP_KINDS["cam"].report_column, paths.predictions(args.cam_dir), MAP_KINDS["cam"]),
+               *silop_columns(args, paths),
                (MAP_KINDS["rw"].report_column, paths.predictions(args.rw_dir), MAP_KINDS["rw"]),
                ("pseudo label", paths.predictions(args.pseudo_dir), None),
                ("prediction", paths.predictions(args.prediction_dir), None)]
-    for _, folder, _ in columns:
-        if not folder.is_dir():
-            raise StageError(f"{folder}: prediction folder not found; run the stage that writes it first")
+    for _, folders, _ in columns:
+        for folder in folders if isinstance(folders, tuple) else (folders,):
+            if not folder.is_dir():
+                raise StageError(f"{folder}: prediction folder not found; run the stage that writes it first")
     ids = read_image_ids(args.domain, args.data_dir)
     chosen = np.random.default_rng(args.seed).choice(len(ids), size=min(args.samples, len(ids)), replace=False)
     rows = [sample_row(data, ids[i], columns, NUM_CLASSES, args.allow_pickle) for i in sorted(chosen)]

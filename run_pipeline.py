@@ -5,6 +5,14 @@
       CAM+RW+dCRF mIoU on train; DeepLabv3+ mIoU on val) and writes the visual report.
   --table 1: the loss ablation: four classifiers (cls; cls+pcl; cls+re; cls+pcl+re), their CAMs on
       train and their CAM mIoU.
+  --refine perimeterfit (with Table 2): SILOP's chain as well, sharing the classifier and its CAMs:
+      USS (slic, quick) → perimeter maps → PerimeterFit → combined CAMs → affinity labels (0.60/0.40)
+      → AffinityNet → random walk on the original CAMs → pseudo labels → DeepLabv3+; prints SILOP's
+      comparison (Puzzle-CAM vs + PerimeterFit) and writes the report of that chain.
+  --method cpn (with Table 2): CPN's chain: train_cpn.py → infer_cam.py → its background sweep
+      (evaluation_cam.py, the CAM row) → affinity labels → AffinityNet → random walk → pseudo labels
+      → DeepLabv3+; prints its rows next to CPN's reported numbers and to the Puzzle-CAM run of the
+      same --tag (when its table JSON exists), and writes the report of that chain.
 
 Each stage's command line is printed before it runs, so it can be copied and tweaked. A stage
 whose outputs are complete is skipped (a training run is complete when its metric JSON says so;
@@ -20,6 +28,7 @@ Any flag given explicitly overrides the preset.
 """
 import argparse
 import collections
+import functools
 import json
 import os
 import pathlib
@@ -32,7 +41,9 @@ import time
 
 from wsss.data.voc import read_image_ids
 from wsss.methods import METHODS, get_method
+from wsss.methods.cpn import RESNET38D
 from wsss.models.backbones import BACKBONES
+from wsss.stages.cpn import export_trunk
 from wsss.utils.cli import HelpFormatter, run_script, scales_type, str2bool
 from wsss.utils.errors import StageError
 from wsss.utils.files import check_writable, read_json, write_json
@@ -53,17 +64,29 @@ Stage = collections.namedtuple("Stage", "name script flags done training_tag")
 PRESETS = {
     "toy": dict(data_dir="toy_voc", generate_toy=True, architecture="resnet_mini", pretrained="none",
                 backbone_init="classifier", tag="Toy", batch_size=16, image_size=128, min_image_size=96,
-                max_image_size=192, cls_epochs=8, aff_epochs=10, seg_epochs=4, cls_lr=0.01, momentum=0.9,
-                scales="1.0,2.0", num_workers=2),
+                max_image_size=192, cls_epochs=8, aff_epochs=10, seg_epochs=4, cls_lr=0.01, seg_lr=0.001,
+                seg_batch_size=8, momentum=0.9, scales="1.0,2.0", num_workers=2),
     "voc": dict(data_dir="../VOCtrainval_11-May-2012/", generate_toy=False, architecture="resnest101",
                 pretrained="imagenet", backbone_init="imagenet", tag="ResNeSt101", batch_size=None,
                 image_size=None, min_image_size=None, max_image_size=None, cls_epochs=None, aff_epochs=None,
-                seg_epochs=None, cls_lr=None, momentum=None, scales="0.5,1.0,1.5,2.0", num_workers=4),
+                seg_epochs=None, cls_lr=None, seg_lr=None, seg_batch_size=None, momentum=None,
+                scales="0.5,1.0,1.5,2.0", num_workers=4),
 }
 # the paper's numbers (docs/design.md §1)
 PAPER_TABLE2 = {"CAM": 61.85, "CAM+RW": 71.92, "CAM+RW+dCRF": 72.46, "DeepLabv3+ val": 66.9}
 PAPER_TABLE1 = {"cl": 47.82, "cl_pcl": 47.70, "cl_re": 49.21, "cl_pcl_re": 51.53}
+# SILOP's reported VOC val mIoU with CRF, their Puzzle-CAM rerun → SILOP (docs/design.md §9)
+SILOP_REPORTED = {"DeepLabv3+ val": (69.7, 70.2)}
+# SILOP's AffinityNet and DeepLabv3+ defaults, used where the preset leaves the runner's flags unset
+SILOP_TRAINING = {"AffinityNet": dict(batch_size=8, max_epoch=15), "DeepLabv3+": dict(batch_size=8, max_epoch=200)}
+TABLE2_ROWS = ("CAM", "CAM+RW", "CAM+RW+dCRF", "DeepLabv3+ val")
+PERIMETER_FIT = "PerimeterFit"  # the word of SILOP's runs in tags and folder names
 TABLE1_NAMES = {"cl": "cls", "cl_pcl": "cls+pcl", "cl_re": "cls+re", "cl_pcl_re": "cls+pcl+re"}
+# CPN's reported VOC numbers (ResNet-38; docs/design.md §10): CAM on train, DeepLab on val after IRN
+CPN_REPORTED = {"CAM": 57.41, "DeepLabv3+ val": 67.8}
+CPN_SWEEP = "evaluation_cam"  # evaluation mode of CPN's CAM row: its own background sweep
+# CPN's CAMs are on half the usual scale: the plain chain's affinity thresholds 0.40/0.10, halved
+CPN_AFFINITY_THRESHOLDS = ("0.20", "0.05")
 
 
 def build_parser():
@@ -72,7 +95,10 @@ def build_parser():
                         help="default values of the flags below")
     parser.add_argument("--table", type=int, default=2, choices=[1, 2], help="which of the paper's tables to run")
     parser.add_argument("--method", type=str, default="puzzle", choices=sorted(METHODS),
-                        help="the CAM method of Table 2's first stage")
+                        help="the CAM method of Table 2's first stage (cpn: CPN's own chain, see above)")
+    parser.add_argument("--refine", type=str, default="none", choices=["none", "perimeterfit"],
+                        help="Table 2 only: perimeterfit adds SILOP's chain (PerimeterFit-refined CAMs for the "
+                             "affinity labels) and prints its comparison with the plain chain")
     parser.add_argument("--data_dir", type=str, help="VOC2012-format folder")
     parser.add_argument("--generate_toy", type=str2bool,
                         help="generate the toy dataset at --data_dir first (skipped when it is already there)")
@@ -92,10 +118,14 @@ def build_parser():
     parser.add_argument("--aff_epochs", type=int, help="AffinityNet epochs")
     parser.add_argument("--seg_epochs", type=int, help="DeepLabv3+ epochs")
     parser.add_argument("--cls_lr", type=float, help="classifier learning rate")
+    parser.add_argument("--seg_lr", type=float, help="DeepLabv3+ learning rate")
+    parser.add_argument("--seg_batch_size", type=int, help="DeepLabv3+ batch size (unset: --batch_size)")
     parser.add_argument("--momentum", type=float, help="SGD momentum of every trainer (unset: the published quirk)")
     parser.add_argument("--alpha", type=float, default=4.0, help="puzzle reconstruction-loss weight")
     parser.add_argument("--scales", type=scales_type, help="CAM and segmentation inference scales")
     parser.add_argument("--num_workers", type=int, help="worker processes of every stage")
+    parser.add_argument("--uss_iterations", type=int,
+                        help="USS training steps per image at most (unset: USS.py's published 64)")
     return parser
 
 
@@ -120,6 +150,7 @@ class Plan:
         self.stages = []
         self.evaluations = {}
         self.report = None  # make_report.py's flags (Table 2)
+        self.result_tag = args.tag  # names the report folder and the table's JSON
 
     def add(self, name, script, stage_flags, done, training_tag=None):
         self.stages.append(Stage(name, script, stage_flags, done, training_tag))
@@ -136,11 +167,11 @@ class Plan:
                                            for i in read_image_ids(domain, self.args.data_dir))
         return done
 
-    def training_flags(self, epochs, lr=None):
+    def training_flags(self, epochs, lr=None, batch_size=None):
         a = self.args
-        return flags(batch_size=a.batch_size, image_size=a.image_size, min_image_size=a.min_image_size,
-                     max_image_size=a.max_image_size, max_epoch=epochs, lr=lr, momentum=a.momentum,
-                     num_workers=a.num_workers, data_dir=a.data_dir)
+        return flags(batch_size=batch_size or a.batch_size, image_size=a.image_size,
+                     min_image_size=a.min_image_size, max_image_size=a.max_image_size, max_epoch=epochs, lr=lr,
+                     momentum=a.momentum, num_workers=a.num_workers, data_dir=a.data_dir)
 
     def classifier(self, tag, method, **overrides):
         """Train `method`'s CAM network with its paper flags (the runner's --alpha and `overrides`
@@ -207,7 +238,8 @@ def table2(args):
              plan.predicted(pseudo, "train_aug", (".png",)))
     plan.add("DeepLabv3+", "train_segmentation.py",
              flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
-                   label_name=pseudo) + plan.training_flags(a.seg_epochs), plan.trained(seg_tag), seg_tag)
+                   label_name=pseudo) + plan.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size),
+             plan.trained(seg_tag), seg_tag)
     predictions = {}
     for domain in ("val", "train"):  # train: the report's last column
         predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
@@ -221,7 +253,145 @@ def table2(args):
     plan.evaluate("DeepLabv3+ val", predictions["val"], "png", "val")
     plan.report = flags(tag=a.tag, data_dir=a.data_dir, domain="train", cam_dir=cams, rw_dir=rw,
                         pseudo_dir=pseudo, prediction_dir=predictions["train"])
+    if a.refine == "perimeterfit":
+        perimeter_fit_chain(plan, cams, init)
     return plan
+
+
+def perimeter_fit_chain(plan, cams, init):
+    """SILOP's stages after the plain chain's CAMs (docs/design.md §9), its rows `{row} + PerimeterFit`
+    and its report. USS, perimeter and PerimeterFit folders sit under the prediction folder, named
+    after the run's tag (USS, perimeter maps) or its CAMs (PerimeterFit masks, combined CAMs)."""
+    a = plan.args
+    common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
+    cam_dir = plan.paths.predictions(cams)
+    fit_dirs = {}
+    for segment in ("slic", "quick"):
+        uss, perimeters, fit = f"{a.tag}@USS_{segment}", f"{a.tag}@PM_{segment}", f"{cams}@{PERIMETER_FIT}_{segment}"
+        uss_dir, pm_dir, fit_dirs[segment] = (plan.paths.predictions(name) for name in (uss, perimeters, fit))
+        plan.add(f"USS {segment}", "USS.py",
+                 flags(segment=segment, uss_dir=uss_dir, domain="train_aug", max_iterations=a.uss_iterations) + common,
+                 plan.predicted(uss, "train_aug", (".jpg",)))
+        plan.add(f"perimeter maps {segment}", "Edge_detection.py",
+                 flags(segment=segment, uss_dir=uss_dir, pm_dir=pm_dir, domain="train_aug") + common,
+                 plan.predicted(perimeters, "train_aug", (".jpg",)))
+        plan.add(f"PerimeterFit {segment}", "PerimeterFit.py",
+                 flags(segment=segment, cam_path=cam_dir, uss_dir=uss_dir, pm_dir=pm_dir,
+                       perimeterfit_dir=fit_dirs[segment], domain="train_aug") + common,
+                 plan.predicted(fit, "train_aug", (".npy",)))
+    combined = f"{cams}@{PERIMETER_FIT}"
+    plan.add("combined CAMs", "Combine_PerimeterFit.py",
+             flags(cam_dir=cam_dir, slic_dir=fit_dirs["slic"], quick_dir=fit_dirs["quick"], domain="train_aug",
+                   output_dir=plan.paths.predictions(combined)) + common,
+             plan.predicted(combined, "train_aug", (".npz", ".npy")))
+    aff_labels = affinity_label_name(combined, 0.60, 0.40)
+    plan.add(f"affinity labels + {PERIMETER_FIT}", "make_affinity_labels.py",
+             flags(experiment_name=combined, domain="train_aug", fg_threshold="0.60", bg_threshold="0.40") + common,
+             plan.predicted(aff_labels, "train_aug", (".png",)))
+    aff_tag, seg_tag = f"AffinityNet@{a.tag}@{PERIMETER_FIT}", f"DeepLabv3+@{a.tag}@{PERIMETER_FIT}"
+    plan.add(f"AffinityNet + {PERIMETER_FIT}", "train_affinitynet.py",
+             flags(architecture=a.architecture, pretrained=init, tag=aff_tag, label_name=aff_labels)
+             + silop_training_flags(plan, "AffinityNet", a.aff_epochs), plan.trained(aff_tag), aff_tag)
+    rw = rw_name(aff_tag, "train_aug", 10, 8)
+    plan.add(f"random walk + {PERIMETER_FIT}", "inference_rw.py",
+             flags(architecture=a.architecture, model_name=aff_tag, cam_dir=cams, domain="train_aug") + common,
+             plan.predicted(rw, "train_aug", (".npz", ".npy")))
+    pseudo = pseudo_label_name(rw, 1)
+    plan.add(f"pseudo labels + {PERIMETER_FIT}", "make_pseudo_labels.py",
+             flags(experiment_name=rw, domain="train_aug", threshold="0.35", crf_iteration=1) + common,
+             plan.predicted(pseudo, "train_aug", (".png",)))
+    plan.add(f"DeepLabv3+ + {PERIMETER_FIT}", "train_segmentation.py",
+             flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
+                   label_name=pseudo) + silop_training_flags(plan, "DeepLabv3+", a.seg_epochs),
+             plan.trained(seg_tag), seg_tag)
+    predictions = {}
+    for domain in ("val", "train"):
+        predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
+        plan.add(f"segmentation {domain} + {PERIMETER_FIT}", "inference_segmentation.py",
+                 flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
+                       scale=a.scales, iteration=10) + common,
+                 plan.predicted(predictions[domain], domain, (".png",)))
+    for row, (name, mode, domain) in zip(TABLE2_ROWS, ((combined, "npy", "train"), (rw, "rw", "train"),
+                                                       (pseudo, "png", "train"), (predictions["val"], "png", "val"))):
+        plan.evaluate(f"{row} + {PERIMETER_FIT}", name, mode, domain)
+    plan.result_tag = f"{a.tag}@{PERIMETER_FIT}"
+    plan.report = flags(tag=plan.result_tag, data_dir=a.data_dir, domain="train", cam_dir=cams, rw_dir=rw,
+                        pseudo_dir=pseudo, prediction_dir=predictions["train"], uss_dir=f"{a.tag}@USS_slic",
+                        perimeterfit_slic_dir=f"{cams}@{PERIMETER_FIT}_slic",
+                        perimeterfit_quick_dir=f"{cams}@{PERIMETER_FIT}_quick", combined_cam_dir=combined)
+
+
+def cpn_chain(args):
+    """CPN's chain (docs/design.md §10): the plain chain's stages with CPN's network and CAM scripts.
+
+    With `--backbone_init classifier` (toy) CPN runs on --architecture and AffinityNet and
+    DeepLabv3+ start from its trunk (written once by an in-process step); otherwise CPN runs on
+    its published trunk, resnet38d, and they start from --backbone_init. From scratch
+    (--pretrained none) CPN's trunk normalises with batch statistics (--mode normal): frozen
+    statistics need pretrained ones. The affinity thresholds are halved for CPN's ÷2 scale."""
+    plan = Plan(args)
+    a = args
+    method = get_method("cpn")
+    cls_tag = plan.result_tag = f"{a.tag}@{method.tag_word}"
+    aff_tag, seg_tag = f"AffinityNet@{cls_tag}", f"DeepLabv3+@{cls_tag}"
+    common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
+    network = a.architecture if a.backbone_init == "classifier" else RESNET38D
+    model = plan.paths.model(cls_tag)
+    plan.add(f"classifier {cls_tag}", method.train_script,
+             flags(network=network, weights=a.pretrained, mode="normal" if a.pretrained == "none" else None,
+                   session_name=cls_tag) + plan.training_flags(a.cls_epochs, a.cls_lr), plan.trained(cls_tag), cls_tag)
+    cams = cam_name(cls_tag, "train_aug", a.scales)
+    plan.add(f"CAMs {cls_tag}", "infer_cam.py",
+             flags(network=network, weights=model, infer_list="train_aug", scales=a.scales,
+                   out_cam=plan.paths.predictions(cams)) + common, plan.predicted(cams, "train_aug", (".npz", ".npy")))
+    init = a.backbone_init
+    if a.backbone_init == "classifier":
+        trunk = plan.paths.model(f"{cls_tag}.trunk")
+        plan.add(f"trunk of {cls_tag} for AffinityNet and DeepLabv3+ ({trunk})",
+                 functools.partial(export_trunk, model, trunk), [],
+                 lambda: trunk.is_file() and trunk.stat().st_mtime >= model.stat().st_mtime)
+        init = str(trunk)
+    fg, bg = CPN_AFFINITY_THRESHOLDS
+    aff_labels = affinity_label_name(cams, float(fg), float(bg))
+    plan.add("affinity labels", "make_affinity_labels.py",
+             flags(experiment_name=cams, domain="train_aug", fg_threshold=fg, bg_threshold=bg) + common,
+             plan.predicted(aff_labels, "train_aug", (".png",)))
+    plan.add("AffinityNet", "train_affinitynet.py",
+             flags(architecture=a.architecture, pretrained=init, tag=aff_tag, label_name=aff_labels)
+             + plan.training_flags(a.aff_epochs), plan.trained(aff_tag), aff_tag)
+    rw = rw_name(aff_tag, "train_aug", 10, 8)
+    plan.add("random walk", "inference_rw.py",
+             flags(architecture=a.architecture, model_name=aff_tag, cam_dir=cams, domain="train_aug") + common,
+             plan.predicted(rw, "train_aug", (".npz", ".npy")))
+    pseudo = pseudo_label_name(rw, 1)
+    plan.add("pseudo labels", "make_pseudo_labels.py",
+             flags(experiment_name=rw, domain="train_aug", threshold="0.35", crf_iteration=1) + common,
+             plan.predicted(pseudo, "train_aug", (".png",)))
+    plan.add("DeepLabv3+", "train_segmentation.py",
+             flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
+                   label_name=pseudo) + plan.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size),
+             plan.trained(seg_tag), seg_tag)
+    predictions = {}
+    for domain in ("val", "train"):
+        predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
+        plan.add(f"segmentation {domain}", "inference_segmentation.py",
+                 flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
+                       scale=a.scales, iteration=10) + common,
+                 plan.predicted(predictions[domain], domain, (".png",)))
+    for row, (name, mode, domain) in zip(TABLE2_ROWS, ((cams, CPN_SWEEP, "train"), (rw, "rw", "train"),
+                                                       (pseudo, "png", "train"), (predictions["val"], "png", "val"))):
+        plan.evaluate(row, name, mode, domain)
+    plan.report = flags(tag=cls_tag, data_dir=a.data_dir, domain="train", cam_dir=cams, rw_dir=rw,
+                        pseudo_dir=pseudo, prediction_dir=predictions["train"])
+    return plan
+
+
+def silop_training_flags(plan, network, epochs):
+    """The training flags of SILOP's AffinityNet or DeepLabv3+: the runner's, with SILOP's batch size
+    and epochs where the preset leaves them unset."""
+    defaults = SILOP_TRAINING[network]
+    batch = flags(batch_size=defaults["batch_size"]) if plan.args.batch_size is None else []
+    return batch + plan.training_flags(defaults["max_epoch"] if epochs is None else epochs)
 
 
 def shown_interpreter():
@@ -275,6 +445,12 @@ def stop_group(process, grace=10):
 
 def evaluate(title, name, mode, domain, args):
     gt_dir = pathlib.Path(args.data_dir) / "SegmentationClass"
+    if mode == CPN_SWEEP:  # CPN's CAMs: its sweep over background scores 0.20–0.59
+        paths = ExperimentPaths()
+        run_stage(f"evaluate {title}", "evaluation_cam.py",
+                  flags(list=domain, predict_dir=paths.predictions(name), gt_dir=gt_dir, logfile=paths.log(name),
+                        num_workers=args.num_workers))
+        return read_json(paths.evaluation(name, domain))
     run_stage(f"evaluate {title}", "evaluate.py",
               flags(experiment_name=name, domain=domain, mode=mode, data_dir=gt_dir, num_workers=args.num_workers))
     return read_json(ExperimentPaths().evaluation(name, domain))
@@ -285,6 +461,39 @@ def print_table(title, results, paper, paper_label):
     print(f"{'':<16}{'this run':>10}{paper_label:>30}")
     for name, result in results.items():
         print(f"{name:<16}{result['mIoU']:>10.2f}{paper[name]:>30.2f}")
+
+
+def print_silop_table(results):
+    """The plain chain next to SILOP's, and SILOP's reported VOC numbers where it reports them."""
+    print(f"\nSILOP comparison (mIoU %): Puzzle-CAM vs + {PERIMETER_FIT}")
+    print(f"{'':<16}{'Puzzle-CAM':>12}{'+ ' + PERIMETER_FIT:>16}{'SILOP paper (VOC)':>30}")
+    for row in TABLE2_ROWS:
+        reported = SILOP_REPORTED.get(row)
+        paper = f"{reported[0]:.1f} → {reported[1]:.1f}" if reported else "—"
+        print(f"{row:<16}{results[row]['mIoU']:>12.2f}{results[f'{row} + {PERIMETER_FIT}']['mIoU']:>16.2f}"
+              f"{paper:>30}")
+
+
+def print_cpn_table(results, puzzle):
+    """CPN's rows next to the Puzzle-CAM run's (`puzzle`: its table JSON, or None) and CPN's reported
+    numbers where the paper gives them."""
+    print("\nCPN chain (mIoU %): pseudo-label quality on train, DeepLabv3+ on val")
+    print(f"{'':<16}{'CPN':>10}{'Puzzle-CAM':>12}{'CPN paper (ResNet-38, VOC)':>30}")
+    for row in TABLE2_ROWS:
+        other = f"{puzzle[row]:.2f}" if puzzle and row in puzzle else "—"
+        paper = f"{CPN_REPORTED[row]:.2f}" if row in CPN_REPORTED else "—"
+        print(f"{row:<16}{results[row]['mIoU']:>10.2f}{other:>12}{paper:>30}")
+    if puzzle is None:
+        print("(Puzzle-CAM column: run `python3 run_pipeline.py` with the same --preset and --tag)")
+
+
+def puzzle_summary(paths, args):
+    """The Puzzle-CAM run's Table 2 JSON of the same tag and preset, or None."""
+    path = paths.evaluation(args.tag, "table2")
+    if not path.is_file():
+        return None
+    summary = read_json(path)
+    return summary if summary.get("preset") == args.preset else None
 
 
 def main(args):
@@ -300,6 +509,10 @@ def main(args):
 def run(args):
     start = time.perf_counter()
     apply_preset(args)
+    if args.refine != "none" and args.table != 2:
+        raise StageError(f"--refine {args.refine} runs with Table 2 only; drop --table {args.table} or --refine")
+    if args.method == "cpn" and (args.table != 2 or args.refine != "none"):
+        raise StageError("--method cpn runs CPN's own chain (Table 2's rows); drop --table 1 and --refine")
     paths = ExperimentPaths()
     check_writable(paths.root, WRITABLE_ADVICE)
     if args.generate_toy:
@@ -307,16 +520,20 @@ def run(args):
 
         check_writable(pathlib.Path(args.data_dir), "choose a --data_dir you can write, or run from another folder")
         generate(args.data_dir)
-    plan = table1(args) if args.table == 1 else table2(args)
+    plan = table1(args) if args.table == 1 else cpn_chain(args) if args.method == "cpn" else table2(args)
     timings = {}
     for stage in plan.stages:
         if stage.done():
             print(f"\n== {stage.name}: complete, skipped")
             continue
+        if callable(stage.script):  # an in-process step (CPN's trunk for AffinityNet and DeepLabv3+)
+            print(f"\n== {stage.name}", flush=True)
+            stage.script()
+            continue
         resume = stage.training_tag and paths.training_state(stage.training_tag).is_file()
         timings[stage.name] = run_stage(stage.name, stage.script, stage.flags + (["--resume", "True"] if resume else []))
     results = {title: evaluate(title, *evaluation, args) for title, evaluation in plan.evaluations.items()}
-    summary = paths.evaluation(args.tag, f"table{args.table}")
+    summary = paths.evaluation(plan.result_tag, f"table{args.table}")
     write_json(summary, {"preset": args.preset, **{title: result["mIoU"] for title, result in results.items()}})
     if args.table == 1:
         print_table("Table 1 (mIoU %): CAM quality on train by training loss", results,
@@ -324,9 +541,15 @@ def run(args):
     else:
         evaluations = [f"{title}={name}@{domain}" for title, (name, _, domain) in plan.evaluations.items()]
         run_stage("report", "make_report.py", plan.report + ["--evaluations", *evaluations])
-        print_table("Table 2 (mIoU %): pseudo-label quality on train, DeepLabv3+ on val", results,
-                    PAPER_TABLE2, "paper (ResNeSt-101, VOC)")
-        print(f"\nreport: {paths.report(args.tag) / 'samples.png'}, {paths.report(args.tag) / 'class_iou.png'}")
+        if args.refine == "perimeterfit":
+            print_silop_table(results)
+        elif args.method == "cpn":
+            print_cpn_table(results, puzzle_summary(paths, args))
+        else:
+            print_table("Table 2 (mIoU %): pseudo-label quality on train, DeepLabv3+ on val", results,
+                        PAPER_TABLE2, "paper (ResNeSt-101, VOC)")
+        report = paths.report(plan.result_tag)
+        print(f"\nreport: {report / 'samples.png'}, {report / 'class_iou.png'}")
     if timings:
         print("\nstage times (s): " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in timings.items()))
     print(f"results: {summary}\ntotal time: {time.perf_counter() - start:.0f} s")

@@ -13,9 +13,9 @@ from stage_runner import PROGRESS_LINE, REPOSITORY
 
 import run_pipeline
 
-TINY = ["--generate_toy", "False", "--batch_size", "2", "--image_size", "96", "--min_image_size", "64",
-        "--max_image_size", "112", "--cls_epochs", "1", "--aff_epochs", "1", "--seg_epochs", "1",
-        "--scales", "1.0", "--num_workers", "0"]
+TINY = ["--generate_toy", "False", "--batch_size", "2", "--seg_batch_size", "2", "--image_size", "96",
+        "--min_image_size", "64", "--max_image_size", "112", "--cls_epochs", "1", "--aff_epochs", "1",
+        "--seg_epochs", "1", "--scales", "1.0", "--num_workers", "0"]
 STAGES = ["classifier Toy@Puzzle", "CAMs Toy@Puzzle", "affinity labels", "AffinityNet", "random walk",
           "pseudo labels", "DeepLabv3+", "segmentation val", "segmentation train"]
 

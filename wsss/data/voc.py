@@ -26,7 +26,21 @@ def check_data_dir(data_dir):
     return path
 
 
+PUBLISHED_LIST_FOLDER = "voc12"  # the folder of image lists in the published SEAM/CPN code
+IMAGE_SUFFIXES = (".jpg", ".png")
+
+
 def list_path(domain, data_dir=None):
+    """The list file of `domain`: a list name, looked up as the module docstring says, or the path of
+    a `.txt` list file. A path into the published code's `voc12/` folder that does not exist here
+    (`voc12/train_aug.txt`, a default of CPN's scripts) is looked up by its name (`train_aug`)."""
+    given = pathlib.Path(domain)
+    if given.suffix == ".txt":
+        if given.is_file():
+            return given
+        if given.parent.name != PUBLISHED_LIST_FOLDER:
+            raise StageError(f"{given}: image list file not found; check the list path")
+        domain = given.stem
     candidates = []
     if data_dir is not None:
         candidates.append(pathlib.Path(data_dir) / "ImageSets" / "Segmentation" / f"{domain}.txt")
@@ -38,10 +52,24 @@ def list_path(domain, data_dir=None):
                      "check --domain")
 
 
+def parse_image_list(text):
+    """Image ids of a list file's text, in order; CRLF stripped, empty lines skipped. A line is an id
+    (VOC's lists) or SEAM's pair `/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png`, whose id is
+    the first file's name without folder and extension."""
+    ids = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        first = fields[0]
+        ids.append(pathlib.PurePosixPath(first).stem if "/" in first or first.endswith(IMAGE_SUFFIXES) else first)
+    return ids
+
+
 def read_image_ids(domain, data_dir=None):
-    """Image ids of a split, CRLF stripped, empty lines skipped."""
+    """Image ids of a list (a name or a list file, see list_path; lines as parse_image_list reads them)."""
     path = list_path(domain, data_dir)
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    ids = parse_image_list(path.read_text())
     if not ids:
         raise StageError(f"{path}: image list is empty")
     return ids

@@ -31,7 +31,12 @@ class CamMethod:
     paper_flags      -- the training flags of the paper's main setting, which the pipeline runner
                         passes (every other flag keeps its default)
     training_transform -- (image_size, min_image_size, max_image_size, augment) → transform of the
-                        training images, when the method has its own augmentation chain
+                        training images, when the method has its own augmentation chain; it returns
+                        (image array, None) or (image array, extra arrays), which follow the label in
+                        the training batches (drawn per image in the loader workers)
+    parameter_groups -- model → the four optimiser groups (pretrained weights, pretrained biases,
+                        new weights, new biases), when the method's rule differs from
+                        `wsss.models.backbones.parameter_groups`
     """
     name: str
     title: str
@@ -46,3 +51,4 @@ class CamMethod:
     checkpoint_layout: str
     paper_flags: dict = dataclasses.field(default_factory=dict)
     training_transform: Optional[Callable] = None
+    parameter_groups: Optional[Callable] = None

@@ -1,6 +1,10 @@
 """Training of a CAM network (any method of `wsss.methods`), with its CAMs evaluated on the train
 split after every epoch (the published model selection).
 
+The image lists are train_aug (training) and train (evaluation), or those a method's flags name
+(CPN's `--train_list` and `--val_list`). A method's training transform may return arrays drawn per
+image besides the image (CPN's complementary masks); they follow the label in each batch.
+
 `train_classification.py`, `train_classification_with_puzzle.py` and the other methods' training
 scripts are thin wrappers over `add_arguments` and `train`.
 """
@@ -22,9 +26,21 @@ from wsss.utils.logs import progress as progress_bar
 from wsss.utils.metrics import SegmentationMetric
 from wsss.utils.optim import build_groups, training_optimizer
 from wsss.utils.paths import ExperimentPaths
+from wsss.utils.processes import loader_worker_setup
 from wsss.utils.training import fit, set_seed, start_run, training_loader
 
 CAM_THRESHOLDS = [round(0.10 + 0.05 * index, 2) for index in range(8)]  # 0.10 … 0.45
+TRAIN_LIST, EVAL_LIST = "train_aug", "train"
+
+
+class TrainingDataset(ClassificationDataset):
+    """(image, one-hot label, *extras): `extras` are the arrays the transform returns after the
+    image (none for the shared chain, which returns (image, None))."""
+
+    def __getitem__(self, index):
+        image, extras = self.transform(self.data.image(self.ids[index]))
+        return (torch.from_numpy(image), torch.from_numpy(self.labels[index]),
+                *(torch.as_tensor(extra) for extra in extras or ()))
 
 
 def add_arguments(parser, method):
@@ -79,7 +95,8 @@ def cam_overlays(sample, limit=4):
 
 
 def train(args, method):
-    """Train `method`'s CAM network on train_aug, evaluating its CAMs on train after every epoch."""
+    """Train `method`'s CAM network on train_aug (or its --train_list), evaluating its CAMs on train
+    (or its --val_list) after every epoch."""
     require_tag(args)
     with as_stage_error(ValueError):
         parse_augment(args.augment)
@@ -89,16 +106,20 @@ def train(args, method):
     device = distributed.setup(args.device)
     transform = (method.training_transform or TrainTransform)(
         args.image_size, args.min_image_size, args.max_image_size, args.augment)
-    train_set = ClassificationDataset(args.data_dir, "train_aug", transform)
-    eval_set = ClassificationEvalDataset(args.data_dir, "train", TopLeftCropTransform(args.image_size))
+    options = vars(args)
+    train_set = TrainingDataset(args.data_dir, options.get("train_list", TRAIN_LIST), transform)
+    eval_set = ClassificationEvalDataset(args.data_dir, options.get("val_list", EVAL_LIST),
+                                         TopLeftCropTransform(args.image_size))
     check_sizes(args, len(train_set))
     with as_stage_error():
         model = method.build_model(args, args.pretrained).to(device)
 
     paths, log = start_run(args)
     train_loader = training_loader(train_set, args, device)
-    eval_loader = DataLoader(eval_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers)
-    optimizer = training_optimizer(build_groups(parameter_groups(model), args.lr, args.wd), args, len(train_loader))
+    eval_loader = DataLoader(eval_set, batch_size=min(args.batch_size, 16), num_workers=args.num_workers,
+                             worker_init_fn=loader_worker_setup)
+    groups = (method.parameter_groups or parameter_groups)(model)
+    optimizer = training_optimizer(build_groups(groups, args.lr, args.wd), args, len(train_loader))
     model = distributed.wrap_model(model, device, args.sync_bn)
 
     def step_losses(model, batch, iteration):

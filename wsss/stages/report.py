@@ -10,7 +10,8 @@ import numpy as np
 from wsss.data.voc import voc_palette
 from wsss.utils.labels import IGNORE_LABEL
 
-__all__ = ["foreground_heat", "letterbox", "single_class_columns", "stage_sheet", "class_iou_chart"]
+__all__ = ["foreground_heat", "perimeter_fit_overlap", "letterbox", "single_class_columns", "stage_sheet",
+           "class_iou_chart"]
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 INK = (30, 30, 30)
@@ -23,6 +24,13 @@ def foreground_heat(maps):
     """The per-pixel maximum over the foreground maps (K−1)×H×W, zero when there are none."""
     maps = np.asarray(maps, dtype=np.float32)
     return maps.max(axis=0) if len(maps) else np.zeros(maps.shape[1:], dtype=np.float32)
+
+
+def perimeter_fit_overlap(slic_masks, quick_masks):
+    """Where SILOP raises a CAM: the pixels inside both PerimeterFit masks ((K+1)×H×W, channel 0 the
+    background) of some foreground class, as an H×W map of 0 and 1."""
+    both = (np.asarray(slic_masks)[1:] > 0) & (np.asarray(quick_masks)[1:] > 0)
+    return both.any(axis=0).astype(np.float32) if len(both) else np.zeros(np.shape(slic_masks)[1:], np.float32)
 
 
 def letterbox(picture, size, nearest=False):

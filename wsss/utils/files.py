@@ -6,6 +6,9 @@ Formats:
 - Random-walk maps (inference_rw): `{id}.npz` with `keys` and `rw` (float32, (K-1)×h×w).
 - Label maps (affinity labels, pseudo labels, predictions): `{id}.png`, 8-bit grayscale class ids;
   VOC colour (palette) PNGs for the test split.
+- SILOP's segmentation maps (USS.py) and perimeter maps (Edge_detection.py): `{id}.jpg` as
+  published (lossy) or `{id}.png` (lossless); colour pictures in OpenCV's channel order, grey ones.
+- SILOP's PerimeterFit masks (PerimeterFit.py): `{id}.npy`, a plain uint8 (K+1)×H×W array of 0/255.
 The published code wrote `{id}.npy` pickled dicts; `load_maps(..., allow_pickle=True)` reads them.
 """
 import contextlib
@@ -14,6 +17,7 @@ import os
 import pathlib
 import tempfile
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -26,6 +30,7 @@ except ImportError:  # not POSIX: unique temporaries, which a killed writer leav
     fcntl = None
 
 MAP_SUFFIXES = (".npz", ".npy")
+PICTURE_SUFFIXES = (".jpg", ".png")  # SILOP's segmentation and perimeter maps: published, lossless
 
 
 @contextlib.contextmanager
@@ -305,3 +310,89 @@ def load_map_array(folder, image_id, key, size, num_classes, allow_pickle=False)
         raise StageError(f"{path}: '{key}' has shape {array.shape}, expected {expected} for its keys and image; "
                          "delete the file and rerun the stage that wrote it")
     return maps["keys"], array
+
+
+def find_picture(folder, image_id):
+    """The `.jpg` or `.png` segmentation or perimeter map of an image, or None; both at once is an
+    error (two runs with and without --lossless wrote into one folder)."""
+    found = [pathlib.Path(folder) / f"{image_id}{suffix}" for suffix in PICTURE_SUFFIXES]
+    found = [path for path in found if path.exists()]
+    if len(found) > 1:
+        raise StageError(f"{found[0]}: {found[1].name} exists beside it; runs with and without --lossless wrote "
+                         "into this folder: delete the maps of the run you do not want")
+    return found[0] if found else None
+
+
+def save_segmentation_map(path, picture):
+    """An H×W×3 uint8 segmentation picture (OpenCV's channel order) as JPEG (OpenCV's default
+    quality 95, as published) or PNG, by the suffix of `path`."""
+    _save_picture(path, np.asarray(picture, dtype=np.uint8))
+
+
+def load_segmentation_map(path):
+    """A segmentation picture as H×W×3 uint8 in OpenCV's channel order (BGR), as `cv2.imread` gives it."""
+    with _open_picture(path) as image:
+        return np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1])
+
+
+def save_perimeter_map(path, edges):
+    """An H×W uint8 perimeter map as a grey JPEG (as published) or PNG, by the suffix of `path`."""
+    _save_picture(path, np.asarray(edges, dtype=np.uint8))
+
+
+def load_perimeter_map(path):
+    """A perimeter map as H×W uint8; the file must be a grey picture."""
+    with _open_picture(path) as image:
+        if image.mode != "L":
+            raise StageError(f"{path}: a perimeter map must be a grey picture, this one is {image.mode}; "
+                             "delete it and rerun Edge_detection.py")
+        return np.asarray(image).copy()
+
+
+def _save_picture(path, array):
+    with atomic_path(path) as temporary:
+        if not cv2.imwrite(str(temporary), array):
+            raise StageError(f"{path}: OpenCV could not write this picture; check the suffix (.jpg or .png)")
+
+
+@contextlib.contextmanager
+def _open_picture(path):
+    """A fully decoded PIL picture (Pillow and OpenCV decode these JPEGs to the same values); a
+    missing, truncated or corrupt file is one error line."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: file not found; run the stage that writes it first")
+    try:
+        image = Image.open(path)
+        image.load()
+    except Exception as error:
+        raise StageError(f"{path}: unreadable picture ({error}); delete it and rerun the stage that wrote it")
+    with image:
+        yield image
+
+
+def save_perimeter_fit_masks(path, masks):
+    """PerimeterFit's (K+1)×H×W masks of 0/255 as a plain uint8 `.npy` (the published float64 holds
+    the same values in eight times the space)."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or not np.isin(masks, (0, 255)).all():
+        raise ValueError(f"PerimeterFit masks must be (K+1)×H×W arrays of 0 and 255, got shape {masks.shape}")
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream:
+            np.save(stream, masks.astype(np.uint8))
+
+
+def load_perimeter_fit_masks(path):
+    """PerimeterFit masks (ours in uint8, the published ones in float64) without unpickling anything."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: PerimeterFit masks not found; run PerimeterFit.py first")
+    try:
+        masks = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise StageError(f"{path}: unreadable PerimeterFit masks ({type(error).__name__}: {error}); delete the "
+                         "file and rerun PerimeterFit.py")
+    if masks.ndim != 3 or not np.issubdtype(masks.dtype, np.number) or not np.isin(masks, (0, 255)).all():
+        raise StageError(f"{path}: not PerimeterFit masks (a (K+1)×H×W array of 0 and 255; got {masks.dtype} "
+                         f"{masks.shape}); delete the file and rerun PerimeterFit.py")
+    return masks

@@ -1,0 +1,180 @@
+"""Benchmark CPN on CPU: one training step and infer_cam per image, with the published sizes.
+
+Run from the repository root:
+    python -m bench.bench_cpn --output bench/results/cpn.md
+
+Each part runs in a process of its own (so its peak memory is its own), torch on `--threads`
+threads, ResNet-38 with random weights (the timings do not depend on the values):
+  step      — one training step as train_cpn.py runs it: batch 1, a 448×448 crop, its complementary
+              pair (SLIC mask), the triplet through the network in one forward, cpn_loss, backward,
+              the SGD step with CPN's four groups; `--steps` steps, the first one warms up.
+  step3     — the same step with the triplet as three forward passes (the published code's
+              structure), for comparison.
+  infer     — infer_cam.py's work for one 500×375 image: 4 scales × flip = 8 passes of the refined
+              map, fused and normalised (`cpn_image_cams`), `--images` images.
+Reported: CPU time (user + system of all threads, time.process_time), wall time, and the peak
+resident memory of the process (getrusage ru_maxrss, the model included).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from wsss.algorithms.complementary_patch import draw_superpixels, superpixel_keep_mask, superpixels
+from wsss.algorithms.cpn_losses import cpn_loss
+from wsss.methods.base import Schedule
+from wsss.methods.cpn import cpn_image_cams, cpn_step_losses
+from wsss.models.cpn import cpn_resnet38d
+from wsss.utils.files import write_text
+from wsss.utils.optim import PolyOptimizer, build_groups
+
+CROP = 448
+IMAGE_SIZE = (500, 375)  # width × height, a typical VOC image
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+PARTS = ("step", "step3", "infer")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", type=str, choices=PARTS, default=None,
+                        help="run one part in this process and print its JSON (default: every part, each in "
+                             "a process of its own, and the report)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--steps", type=int, default=2, help="training steps (the first warms up)")
+    parser.add_argument("--images", type=int, default=2, help="images for infer_cam")
+    parser.add_argument("--output", type=str, default=None, help="also write the report as markdown here")
+    return parser
+
+
+def smooth_image(seed, height, width):
+    """Gaussian-smoothed noise in [0, 1], H×W×3: regions and edges like a photograph's."""
+    raw = gaussian_filter(np.random.RandomState(seed).rand(height, width, 3), (8, 8, 0))
+    return (raw - raw.min()) / (raw.max() - raw.min())
+
+
+def peak_memory_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux: kilobytes
+
+
+def timed(function):
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = function()
+    return result, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def three_pass_losses(model, batch, args, schedule):
+    """The published structure: img, img1 and img2 through the network one after the other."""
+    images, labels, keep, kept = batch
+    mask = keep[:, None].to(images.dtype)
+    outputs = [model(x) for x in (images, images * mask, images * (1 - mask))]
+    return cpn_loss(outputs, labels, kept, 1 - kept)
+
+
+def run_step(args, three_passes):
+    torch.manual_seed(0)
+    model = cpn_resnet38d().train()
+    optimizer = PolyOptimizer(build_groups(model.parameter_groups(), 0.01, 5e-4), 0.01, 5e-4, max_step=100)
+    model_memory = peak_memory_gb()
+    crop = torch.from_numpy(((smooth_image(0, CROP, CROP) - MEAN) / STD).astype(np.float32).transpose(2, 0, 1))
+    (keep, kept), mask_cpu, _ = timed(lambda: superpixel_keep_mask(
+        superpixels(crop), draw_superpixels(int(superpixels(crop).max()), np.random.default_rng(0))))
+    label = torch.zeros(1, 20)
+    label[0, [6, 14]] = 1  # car, person
+    batch = [crop[None], label, torch.from_numpy(keep)[None], torch.tensor([kept], dtype=torch.float64)]
+    losses = three_pass_losses if three_passes else cpn_step_losses
+    steps = []
+    for _ in range(args.steps):
+        def step():
+            result = losses(model, batch, None, Schedule(0, 100, 1))
+            optimizer.zero_grad()
+            result["total"].backward()
+            optimizer.step()
+            return float(result["total"])
+        loss, cpu, wall = timed(step)
+        steps.append({"cpu_s": cpu, "wall_s": wall, "loss": loss})
+    return {"steps": steps, "model_memory_gb": model_memory, "peak_memory_gb": peak_memory_gb(),
+            "mask_cpu_s": mask_cpu}
+
+
+def run_infer(args):
+    torch.manual_seed(0)
+    model = cpn_resnet38d().eval()
+    model_memory = peak_memory_gb()
+    label = np.zeros(20, np.float32)
+    label[[6, 14]] = 1
+    images = []
+    for index in range(args.images):
+        image = Image.fromarray((smooth_image(index, IMAGE_SIZE[1], IMAGE_SIZE[0]) * 255).astype(np.uint8))
+        (keys, cam, hr_cam), cpu, wall = timed(
+            lambda: cpn_image_cams(model, image, label, (0.5, 1.0, 1.5, 2.0), torch.device("cpu")))
+        images.append({"cpu_s": cpu, "wall_s": wall, "hr_cam": list(hr_cam.shape), "max": float(hr_cam.max())})
+    return {"images": images, "model_memory_gb": model_memory, "peak_memory_gb": peak_memory_gb()}
+
+
+def run_part(args):
+    torch.set_num_threads(args.threads)
+    if args.part == "infer":
+        return run_infer(args)
+    return run_step(args, three_passes=args.part == "step3")
+
+
+def report(args, results, load_before, load_after):
+    step, step3, infer = results["step"], results["step3"], results["infer"]
+    lines = [
+        "# CPN on CPU: a training step and infer_cam",
+        "",
+        f"Date: {datetime.date.today()}. Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"torch {torch.__version__} ({args.threads} threads), numpy {np.__version__}, Python {platform.python_version()}. "
+        "No GPU in this session: GPU figures not measured.",
+        f"Load average (1 min): {load_before:.2f} before, {load_after:.2f} after (the machine is shared).",
+        f"Command: `python -m bench.bench_cpn --threads {args.threads} --steps {args.steps} --images {args.images}"
+        + (f" --output {args.output}`" if args.output else "`"),
+        "",
+        "ResNet-38 CPN with random weights; CPU time = user + system of all threads; memory = peak resident "
+        "set of the process (model, gradients, optimiser state and activations).",
+        "",
+        "| part | CPU time | wall time | peak memory (model alone) |",
+        "|---|---|---|---|",
+    ]
+    for name, part, title in (("step", step, "training step, one forward of the triplet (ours)"),
+                              ("step3", step3, "training step, three forward passes (published structure)")):
+        for index, timing in enumerate(part["steps"]):
+            lines.append(f"| {title}, step {index + 1}{' (warm-up)' if index == 0 else ''} | {timing['cpu_s']:.1f} s | "
+                         f"{timing['wall_s']:.1f} s | {part['peak_memory_gb']:.2f} GB ({part['model_memory_gb']:.2f} GB) |")
+    for index, timing in enumerate(infer["images"]):
+        lines.append(f"| infer_cam, 500×375 image {index + 1}, 8 passes | {timing['cpu_s']:.1f} s | "
+                     f"{timing['wall_s']:.1f} s | {infer['peak_memory_gb']:.2f} GB ({infer['model_memory_gb']:.2f} GB) |")
+    lines.append(f"| complementary mask of the crop (SLIC + draw; in the loader workers) | {step['mask_cpu_s']:.2f} s | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args):
+    if args.part is not None:
+        print(json.dumps(run_part(args)))
+        return
+    load_before = os.getloadavg()[0]
+    results = {}
+    for part in PARTS:
+        command = [sys.executable, "-m", "bench.bench_cpn", "--part", part, "--threads", str(args.threads),
+                   "--steps", str(args.steps), "--images", str(args.images)]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[part] = json.loads(output.strip().splitlines()[-1])
+        print(part, results[part], flush=True)
+    text = report(args, results, load_before, os.getloadavg()[0])
+    print(text)
+    if args.output:
+        write_text(args.output, text)
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())
