@@ -194,6 +194,40 @@ class Plan:
                  self.predicted(name, domain, (".npz", ".npy")))
         return name
 
+    def stages_after_cams(self, cams, aff_tag, seg_tag, init, thresholds):
+        """Affinity labels (fg, bg `thresholds` as typed) → AffinityNet → random walk on `cams` → pseudo
+        labels → DeepLabv3+ → its val and train predictions; returns (rw, pseudo, {domain: predictions})."""
+        a = self.args
+        common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
+        fg, bg = thresholds
+        aff_labels = affinity_label_name(cams, float(fg), float(bg))
+        self.add("affinity labels", "make_affinity_labels.py",
+                 flags(experiment_name=cams, domain="train_aug", fg_threshold=fg, bg_threshold=bg) + common,
+                 self.predicted(aff_labels, "train_aug", (".png",)))
+        self.add("AffinityNet", "train_affinitynet.py",
+                 flags(architecture=a.architecture, pretrained=init, tag=aff_tag, label_name=aff_labels)
+                 + self.training_flags(a.aff_epochs), self.trained(aff_tag), aff_tag)
+        rw = rw_name(aff_tag, "train_aug", 10, 8)
+        self.add("random walk", "inference_rw.py",
+                 flags(architecture=a.architecture, model_name=aff_tag, cam_dir=cams, domain="train_aug") + common,
+                 self.predicted(rw, "train_aug", (".npz", ".npy")))
+        pseudo = pseudo_label_name(rw, 1)
+        self.add("pseudo labels", "make_pseudo_labels.py",
+                 flags(experiment_name=rw, domain="train_aug", threshold="0.35", crf_iteration=1) + common,
+                 self.predicted(pseudo, "train_aug", (".png",)))
+        self.add("DeepLabv3+", "train_segmentation.py",
+                 flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
+                       label_name=pseudo) + self.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size),
+                 self.trained(seg_tag), seg_tag)
+        predictions = {}
+        for domain in ("val", "train"):  # train: the report's last column
+            predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
+            self.add(f"segmentation {domain}", "inference_segmentation.py",
+                     flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
+                           scale=a.scales, iteration=10) + common,
+                     self.predicted(predictions[domain], domain, (".png",)))
+        return rw, pseudo, predictions
+
     def evaluate(self, title, name, mode, domain):
         self.evaluations[title] = (name, mode, domain)
 
@@ -215,38 +249,12 @@ def table1(args):
 def table2(args):
     plan = Plan(args)
     a = args
-    common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
     method = get_method(a.method)
     cls_tag, aff_tag, seg_tag = f"{a.tag}@{method.tag_word}", f"AffinityNet@{a.tag}", f"DeepLabv3+@{a.tag}"
     init = str(plan.paths.model(cls_tag)) if a.backbone_init == "classifier" else a.backbone_init
     plan.classifier(cls_tag, method)
     cams = plan.cams(cls_tag, method, "train_aug")
-    aff_labels = affinity_label_name(cams, 0.40, 0.10)
-    plan.add("affinity labels", "make_affinity_labels.py",
-             flags(experiment_name=cams, domain="train_aug", fg_threshold="0.40", bg_threshold="0.10") + common,
-             plan.predicted(aff_labels, "train_aug", (".png",)))
-    plan.add("AffinityNet", "train_affinitynet.py",
-             flags(architecture=a.architecture, pretrained=init, tag=aff_tag, label_name=aff_labels)
-             + plan.training_flags(a.aff_epochs), plan.trained(aff_tag), aff_tag)
-    rw = rw_name(aff_tag, "train_aug", 10, 8)
-    plan.add("random walk", "inference_rw.py",
-             flags(architecture=a.architecture, model_name=aff_tag, cam_dir=cams, domain="train_aug") + common,
-             plan.predicted(rw, "train_aug", (".npz", ".npy")))
-    pseudo = pseudo_label_name(rw, 1)
-    plan.add("pseudo labels", "make_pseudo_labels.py",
-             flags(experiment_name=rw, domain="train_aug", threshold="0.35", crf_iteration=1) + common,
-             plan.predicted(pseudo, "train_aug", (".png",)))
-    plan.add("DeepLabv3+", "train_segmentation.py",
-             flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
-                   label_name=pseudo) + plan.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size),
-             plan.trained(seg_tag), seg_tag)
-    predictions = {}
-    for domain in ("val", "train"):  # train: the report's last column
-        predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
-        plan.add(f"segmentation {domain}", "inference_segmentation.py",
-                 flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
-                       scale=a.scales, iteration=10) + common,
-                 plan.predicted(predictions[domain], domain, (".png",)))
+    rw, pseudo, predictions = plan.stages_after_cams(cams, aff_tag, seg_tag, init, ("0.40", "0.10"))
     plan.evaluate("CAM", cams, "npy", "train")
     plan.evaluate("CAM+RW", rw, "rw", "train")
     plan.evaluate("CAM+RW+dCRF", pseudo, "png", "train")
@@ -351,33 +359,7 @@ def cpn_chain(args):
                  functools.partial(export_trunk, model, trunk), [],
                  lambda: trunk.is_file() and trunk.stat().st_mtime >= model.stat().st_mtime)
         init = str(trunk)
-    fg, bg = CPN_AFFINITY_THRESHOLDS
-    aff_labels = affinity_label_name(cams, float(fg), float(bg))
-    plan.add("affinity labels", "make_affinity_labels.py",
-             flags(experiment_name=cams, domain="train_aug", fg_threshold=fg, bg_threshold=bg) + common,
-             plan.predicted(aff_labels, "train_aug", (".png",)))
-    plan.add("AffinityNet", "train_affinitynet.py",
-             flags(architecture=a.architecture, pretrained=init, tag=aff_tag, label_name=aff_labels)
-             + plan.training_flags(a.aff_epochs), plan.trained(aff_tag), aff_tag)
-    rw = rw_name(aff_tag, "train_aug", 10, 8)
-    plan.add("random walk", "inference_rw.py",
-             flags(architecture=a.architecture, model_name=aff_tag, cam_dir=cams, domain="train_aug") + common,
-             plan.predicted(rw, "train_aug", (".npz", ".npy")))
-    pseudo = pseudo_label_name(rw, 1)
-    plan.add("pseudo labels", "make_pseudo_labels.py",
-             flags(experiment_name=rw, domain="train_aug", threshold="0.35", crf_iteration=1) + common,
-             plan.predicted(pseudo, "train_aug", (".png",)))
-    plan.add("DeepLabv3+", "train_segmentation.py",
-             flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
-                   label_name=pseudo) + plan.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size),
-             plan.trained(seg_tag), seg_tag)
-    predictions = {}
-    for domain in ("val", "train"):
-        predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
-        plan.add(f"segmentation {domain}", "inference_segmentation.py",
-                 flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
-                       scale=a.scales, iteration=10) + common,
-                 plan.predicted(predictions[domain], domain, (".png",)))
+    rw, pseudo, predictions = plan.stages_after_cams(cams, aff_tag, seg_tag, init, CPN_AFFINITY_THRESHOLDS)
     for row, (name, mode, domain) in zip(TABLE2_ROWS, ((cams, CPN_SWEEP, "train"), (rw, "rw", "train"),
                                                        (pseudo, "png", "train"), (predictions["val"], "png", "val"))):
         plan.evaluate(row, name, mode, domain)
