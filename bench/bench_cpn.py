@@ -4,7 +4,8 @@ Run from the repository root:
     python -m bench.bench_cpn --output bench/results/cpn.md
 
 Each part runs in a process of its own (so its peak memory is its own), torch on `--threads`
-threads, ResNet-38 with random weights (the timings do not depend on the values):
+threads, ResNet-38 with random weights (the timings do not depend on the values), built as
+train_cpn.py and infer_cam.py build it (`build_network("resnet38d")`):
   step      — one training step as train_cpn.py runs it: batch 1, a 448×448 crop, its complementary
               pair (SLIC mask), the triplet through the network in one forward, cpn_loss, backward,
               the SGD step with CPN's four groups; `--steps` steps, the first one warms up.
@@ -33,8 +34,7 @@ from scipy.ndimage import gaussian_filter
 from wsss.algorithms.complementary_patch import draw_superpixels, superpixel_keep_mask, superpixels
 from wsss.algorithms.cpn_losses import cpn_loss
 from wsss.methods.base import Schedule
-from wsss.methods.cpn import cpn_image_cams, cpn_step_losses
-from wsss.models.cpn import cpn_resnet38d
+from wsss.methods.cpn import build_network, cpn_image_cams, cpn_step_losses
 from wsss.utils.files import write_text
 from wsss.utils.optim import PolyOptimizer, build_groups
 
@@ -82,12 +82,14 @@ def three_pass_losses(model, batch, args, schedule):
 
 def run_step(args, three_passes):
     torch.manual_seed(0)
-    model = cpn_resnet38d().train()
+    model = build_network("resnet38d").train()
     optimizer = PolyOptimizer(build_groups(model.parameter_groups(), 0.01, 5e-4), 0.01, 5e-4, max_step=100)
     model_memory = peak_memory_gb()
     crop = torch.from_numpy(((smooth_image(0, CROP, CROP) - MEAN) / STD).astype(np.float32).transpose(2, 0, 1))
-    (keep, kept), mask_cpu, _ = timed(lambda: superpixel_keep_mask(
-        superpixels(crop), draw_superpixels(int(superpixels(crop).max()), np.random.default_rng(0))))
+    def mask():
+        labels = superpixels(crop)
+        return superpixel_keep_mask(labels, draw_superpixels(int(labels.max()), np.random.default_rng(0)))
+    (keep, kept), mask_cpu, _ = timed(mask)
     label = torch.zeros(1, 20)
     label[0, [6, 14]] = 1  # car, person
     batch = [crop[None], label, torch.from_numpy(keep)[None], torch.tensor([kept], dtype=torch.float64)]
@@ -108,7 +110,7 @@ def run_step(args, three_passes):
 
 def run_infer(args):
     torch.manual_seed(0)
-    model = cpn_resnet38d().eval()
+    model = build_network("resnet38d").eval()
     model_memory = peak_memory_gb()
     label = np.zeros(20, np.float32)
     label[[6, 14]] = 1
