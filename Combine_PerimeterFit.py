@@ -9,6 +9,7 @@ exists are skipped; --num_workers processes, --shard i/n or torchrun split the i
 """
 import argparse
 
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.stages import perimeter_fit
 from wsss.utils.cli import HelpFormatter, add_domain_argument, add_shard_argument, run_script, str2bool
 
@@ -22,7 +23,8 @@ def build_parser():
     parser.add_argument("--quick_dir", type=str, default=None,
                         help="quick PerimeterFit masks; unset: ./Dataset/PerimeterFit_quick/, as published")
     parser.add_argument("--data_dir", type=str, default=perimeter_fit.PUBLISHED_DATA_DIR,
-                        help="VOC2012-format folder (images for their sizes, the --domain list)")
+                        help="dataset folder (--dataset's layout: images for their sizes, the --domain list)")
+    add_dataset_argument(parser)
     add_domain_argument(parser, "train_aug")
     parser.add_argument("--output_dir", type=str, default=perimeter_fit.PUBLISHED_COMBINED_DIR,
                         help="output folder of the combined CAM files")

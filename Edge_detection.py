@@ -10,6 +10,7 @@ split the images.
 import argparse
 
 from wsss.algorithms.perimeter_fit import SEGMENT_MODES
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.stages import perimeter_fit
 from wsss.utils.cli import HelpFormatter, add_domain_argument, add_shard_argument, run_script, str2bool
 
@@ -23,7 +24,8 @@ def build_parser():
     parser.add_argument("--pm_dir", type=str, default=None,
                         help="output folder; unset: ./Dataset/PM_{segment}/, as published")
     parser.add_argument("--data_dir", type=str, default=perimeter_fit.PUBLISHED_DATA_DIR,
-                        help="VOC2012-format folder holding the --domain list")
+                        help="dataset folder (--dataset's layout) holding the --domain list")
+    add_dataset_argument(parser)
     add_domain_argument(parser, None, "image list (unset: every map of the USS folder, as published)")
     parser.add_argument("--lossless", type=str2bool, default=False, help="write PNG maps (published: JPEG)")
     parser.add_argument("--num_workers", type=int, default=4, help="worker processes")

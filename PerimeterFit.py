@@ -12,6 +12,7 @@ every CAM file of --cam_path is read, as published. Files whose output exists ar
 import argparse
 
 from wsss.algorithms.perimeter_fit import SEGMENT_MODES
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.stages import perimeter_fit
 from wsss.utils.cli import HelpFormatter, add_domain_argument, add_shard_argument, run_script, str2bool
 
@@ -29,7 +30,8 @@ def build_parser():
     parser.add_argument("--perimeterfit_dir", type=str, default=None,
                         help="output folder; unset: ./Dataset/PerimeterFit_{segment}/, as published")
     parser.add_argument("--data_dir", type=str, default=perimeter_fit.PUBLISHED_DATA_DIR,
-                        help="VOC2012-format folder holding the --domain list")
+                        help="dataset folder (--dataset's layout) holding the --domain list")
+    add_dataset_argument(parser)
     add_domain_argument(parser, None, "image list (unset: every CAM file of --cam_path, as published)")
     parser.add_argument("--allow_pickle", type=str2bool, default=False,
                         help="read published pickled .npy CAM files (unpickling can run code: trusted files only)")

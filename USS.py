@@ -11,6 +11,7 @@ skipped, so a stopped run resumes; --num_workers processes, --shard i/n or torch
 import argparse
 
 from wsss.algorithms.uss import SEGMENT_MODES
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.stages import perimeter_fit
 from wsss.utils.cli import HelpFormatter, add_domain_argument, add_shard_argument, run_script, str2bool
 
@@ -19,7 +20,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--segment", type=str, default="slic", choices=SEGMENT_MODES, help="superpixel method")
     parser.add_argument("--data_dir", type=str, default=perimeter_fit.PUBLISHED_DATA_DIR,
-                        help="VOC2012-format folder: its JPEGImages/ unless --image_dir, its --domain list")
+                        help="dataset folder (--dataset's layout): its images unless --image_dir, its --domain list")
+    add_dataset_argument(parser)
     parser.add_argument("--image_dir", type=str, default=None,
                         help="folder of {id}.jpg images; unset: {data_dir}/JPEGImages/")
     parser.add_argument("--uss_dir", type=str, default=None,

@@ -8,9 +8,8 @@ writes experiments/evaluations/{experiment_name}@{domain}.json. A prediction pix
 predicts no class, as published.
 """
 import argparse
-import pathlib
 
-from wsss.data.voc import NUM_CLASSES, load_class_info, read_image_ids
+from wsss.data.dataset_registry import add_dataset_argument, get_dataset
 from wsss.stages.evaluation import class_table, evaluate_folder, published_printout, sweep
 from wsss.utils.cli import HelpFormatter, add_domain_argument, run_script, str2bool
 from wsss.utils.errors import StageError
@@ -26,7 +25,9 @@ def build_parser():
     parser.add_argument("--gt_dir", "--data_dir", dest="gt_dir", type=str,
                         default="../VOCtrainval_11-May-2012/SegmentationClass",
                         help="ground-truth folder (VOC's SegmentationClass/), or the dataset folder that holds "
-                             "it; --data_dir is an alias")
+                             "it (COCO: the dataset folder, whose mask/ make_coco_masks.py wrote); --data_dir is an "
+                             "alias")
+    add_dataset_argument(parser)
     parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
     parser.add_argument("--mode", type=str, default="npy", choices=["npy", "png", "rw"], help="prediction format")
     parser.add_argument("--max_th", type=float, default=0.50,
@@ -37,36 +38,21 @@ def build_parser():
     return parser
 
 
-def ground_truth_folder(path):
-    """(dataset root, ground-truth folder) from --gt_dir/--data_dir: the published README passes the
-    ground-truth folder itself; the other stages' --data_dir is the dataset root, whose
-    SegmentationClass/ is meant."""
-    path = pathlib.Path(path)
-    if (path / "SegmentationClass").is_dir():
-        return path, path / "SegmentationClass"
-    return path.parent, path
-
-
 def main(args):
-    data_dir, gt_dir = ground_truth_folder(args.gt_dir)
-    if not gt_dir.is_dir():
-        raise StageError(f"{gt_dir}: ground-truth folder not found; pass --gt_dir (or --data_dir) "
-                         "pointing at VOC's SegmentationClass/ or at the dataset folder that holds it")
-    if not any(gt_dir.glob("*.png")):
-        raise StageError(f"{gt_dir}: ground-truth folder holds no PNG masks; pass --gt_dir (or --data_dir) "
-                         "pointing at VOC's SegmentationClass/ or at the dataset folder that holds it")
+    benchmark = get_dataset(args.dataset)
+    data_dir, mask_path = benchmark.ground_truth(args.gt_dir)
     pred_dir = ExperimentPaths(pred_dir=args.pred_dir).predictions(args.experiment_name)
     if not pred_dir.is_dir():
         raise StageError(f"{pred_dir}: prediction folder not found; check --experiment_name")
     out = ExperimentPaths().evaluation(args.experiment_name, args.domain)
     check_writable(out.parent, WRITABLE_ADVICE)
-    ids = read_image_ids(args.domain, data_dir)
+    ids = benchmark.image_ids(args.domain, data_dir)
     max_th = args.max_th / 100 if args.max_th > 1 else args.max_th
     if args.mode == "png" or args.threshold is not None:
         thresholds = [args.threshold]
     else:
         thresholds = sweep(0.05, 0.75 if args.mode == "npy" else max_th)
-    metrics = evaluate_folder(pred_dir, gt_dir, ids, args.mode, thresholds, NUM_CLASSES + 1, args.num_workers,
+    metrics = evaluate_folder(pred_dir, mask_path, benchmark, ids, args.mode, thresholds, args.num_workers,
                               args.allow_pickle)
     scores = [metric.scores() for metric in metrics]
     lines, chosen = published_printout(args.mode, thresholds, scores)
@@ -83,7 +69,7 @@ def main(args):
     if unpredicted:
         print(f"note: {unpredicted} scored prediction pixels hold 255 (void); as published, they predict no class")
     result["unpredicted_pixels"] = unpredicted
-    print(class_table(scores[best], load_class_info()["class_names"]))
+    print(class_table(scores[best], benchmark.class_names()))
     write_json(out, result)
     print(f"results in {out}")
     return result

@@ -12,6 +12,7 @@ included) turns the curve on; only an empty value, --curve '', turns it off.
 """
 import argparse
 
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.stages.cpn import evaluation_cam
 from wsss.utils.cli import HelpFormatter, run_script, str2bool
 
@@ -22,7 +23,9 @@ def build_parser():
                         help="image list: a file (plain ids or SEAM's lines) or a list name looked up beside "
                              "--gt_dir (ImageSets/Segmentation/) or in data/")
     parser.add_argument("--predict_dir", type=str, default="out_cam", help="the CAM (or label PNG) folder")
-    parser.add_argument("--gt_dir", type=str, required=True, help="ground-truth folder (VOC's SegmentationClass)")
+    parser.add_argument("--gt_dir", type=str, required=True, help="ground-truth folder (VOC's SegmentationClass; COCO: the dataset folder, whose "
+                             "mask/ make_coco_masks.py wrote)")
+    add_dataset_argument(parser)
     parser.add_argument("--logfile", type=str, default="./eval.txt", help="file the results are appended to")
     parser.add_argument("--comment", type=str, default="", help="text written with the results in --logfile")
     parser.add_argument("--type", type=str, default="npy", choices=["npy", "png"], help="prediction format")

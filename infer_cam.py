@@ -10,6 +10,7 @@ pickled dict {class 0–19: H×W}. Images whose file exists are skipped; under t
 """
 import argparse
 
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.methods.cpn import RESNET38D, network_name
 from wsss.stages.cpn import infer_cams
 from wsss.utils.cli import HelpFormatter, add_model_stage_arguments, run_script, scales_type
@@ -31,6 +32,7 @@ def build_parser():
     parser.add_argument("--num_workers", type=int, default=4, help="image loading worker processes")
     parser.add_argument("--voc12_root", "--data_dir", dest="data_dir", type=str, default="../VOCtrainval_11-May-2012/",
                         help="VOC2012-format folder (JPEGImages/, Annotations/)")
+    add_dataset_argument(parser)
     parser.add_argument("--out_cam", type=str, default="out_cam", help="output folder of the CAM files")
     parser.add_argument("--scales", type=scales_type, default=DEFAULT_SCALES,
                         help="image scales, each passed with its flip (published: 0.5,1.0,1.5,2.0)")

@@ -6,8 +6,8 @@ images whose file exists are skipped, so a stopped run resumes. Under torchrun, 
 """
 import argparse
 
+from wsss.data.dataset_registry import add_dataset_argument, get_dataset
 from wsss.data.datasets import ImageListDataset
-from wsss.data.voc import read_image_ids
 from wsss.methods import METHODS, get_method
 from wsss.models.backbones import BACKBONES, NORM_LAYERS
 from wsss.utils import distributed
@@ -30,7 +30,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="random seed (unused by inference; kept for the published command lines)")
     parser.add_argument("--num_workers", type=int, default=4, help="image loading worker processes")
-    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
+    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="dataset folder (--dataset's layout)")
+    add_dataset_argument(parser)
     parser.add_argument("--architecture", type=str, default="resnet50", choices=sorted(BACKBONES), help="backbone")
     parser.add_argument("--mode", type=str, default="normal", choices=sorted(NORM_LAYERS), help="batch norm mode")
     parser.add_argument("--tag", type=str, default="", help="the classifier's run name (experiments/models/{tag}.pth)")
@@ -47,11 +48,12 @@ def main(args):
     method = get_method(args.method)
     paths = ExperimentPaths()
     out_dir = paths.predictions(cam_name(args.tag, args.domain, args.scales))
-    ids = plan_outputs(out_dir, read_image_ids(args.domain, args.data_dir), args.shard, MAP_SUFFIXES, WRITABLE_ADVICE)
-    dataset = ImageListDataset(args.data_dir, args.domain, ids=ids, with_labels=True)
+    benchmark = get_dataset(args.dataset)
+    ids = plan_outputs(out_dir, benchmark.image_ids(args.domain, args.data_dir), args.shard, MAP_SUFFIXES, WRITABLE_ADVICE)
+    dataset = ImageListDataset(benchmark, args.data_dir, args.domain, ids=ids, with_labels=True)
     device = distributed.process_device(args.device)
     with as_stage_error():
-        model = method.build_model(args, "none")
+        model = method.build_model(args, "none", benchmark.num_classes)
     load_weights(model, paths.model(args.tag))
     model.to(device).eval()
     scales = parse_scales(args.scales)

@@ -9,9 +9,9 @@ import argparse
 import torch
 
 from wsss.algorithms.cam import strided_size
+from wsss.data.dataset_registry import add_dataset_argument, get_dataset
 from wsss.data.datasets import ImageListDataset
 from wsss.data.transforms import normalize
-from wsss.data.voc import NUM_CLASSES, read_image_ids
 from wsss.models.backbones import BACKBONES
 from wsss.stages.affinity import load_affinitynet, random_walk_maps
 from wsss.stages.map_kinds import MAP_KINDS
@@ -33,7 +33,8 @@ def build_parser():
     add_domain_argument(parser, "train")
     parser.add_argument("--beta", type=int, default=10, help="affinity exponent")
     parser.add_argument("--exp_times", type=int, default=8, help="the walk takes 2^exp_times steps")
-    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
+    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="dataset folder (--dataset's layout)")
+    add_dataset_argument(parser)
     parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
     parser.add_argument("--num_workers", type=int, default=4, help="image loading worker processes")
     add_model_stage_arguments(parser)
@@ -50,15 +51,16 @@ def main(args):
     if not args.cam_dir or not cam_dir.is_dir():
         raise StageError(f"{cam_dir}: CAM folder not found; run {CAM.producer} first or check --cam_dir")
     out_dir = paths.predictions(rw_name(args.model_name, args.domain, args.beta, args.exp_times))
-    ids = plan_outputs(out_dir, read_image_ids(args.domain, args.data_dir), args.shard, MAP_SUFFIXES)
-    dataset = ImageListDataset(args.data_dir, args.domain, ids=ids)
+    benchmark = get_dataset(args.dataset)
+    ids = plan_outputs(out_dir, benchmark.image_ids(args.domain, args.data_dir), args.shard, MAP_SUFFIXES)
+    dataset = ImageListDataset(benchmark, args.data_dir, args.domain, ids=ids)
     check_map_files(cam_dir, ids, CAM.noun, CAM.producer)
     device = distributed.process_device(args.device)
     model = load_affinitynet(args.architecture, paths.model(args.model_name)).to(device).eval()
 
     def walk_one(image_id, image):
         keys, cams = load_map_array(cam_dir, image_id, "cam", strided_size(image.size[1], image.size[0]),
-                                    NUM_CLASSES, args.allow_pickle)
+                                    benchmark.num_classes, args.allow_pickle)
         tensor = torch.from_numpy(normalize(image).transpose(2, 0, 1)).to(device)
         rw = random_walk_maps(model, tensor, torch.from_numpy(cams), args.beta, args.exp_times, args.amp)
         save_rw(out_dir / f"{image_id}.npz", keys, rw.cpu().numpy())

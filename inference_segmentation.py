@@ -6,8 +6,8 @@ with --shard i/n on several machines, each process takes its share of the images
 """
 import argparse
 
+from wsss.data.dataset_registry import add_dataset_argument, get_dataset
 from wsss.data.datasets import ImageListDataset
-from wsss.data.voc import NUM_CLASSES, read_image_ids
 from wsss.models.backbones import BACKBONES, NORM_LAYERS
 from wsss.models.segmentation_models import SEGMENTATION_MODELS, build_segmentation_model
 from wsss.stages import segmentation
@@ -32,7 +32,8 @@ def build_parser():
     # the published command line passes --scale (a prefix of --scales): no other flag may start with it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--num_workers", type=int, default=4, help="CRF and file-writing worker processes (0: inline)")
-    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
+    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="dataset folder (--dataset's layout)")
+    add_dataset_argument(parser)
     parser.add_argument("--architecture", type=str, default="DeepLabv3+", choices=sorted(SEGMENTATION_MODELS),
                         help="segmentation model")
     parser.add_argument("--backbone", type=str, default="resnest269", choices=sorted(BACKBONES), help="backbone")
@@ -52,16 +53,18 @@ def main(args):
         raise StageError(f"--iteration must be 0 (no CRF) or positive, got {args.iteration}")
     paths = ExperimentPaths()
     out_dir = paths.predictions(segmentation_name(args.tag, args.domain, args.scales, args.iteration))
-    ids = plan_outputs(out_dir, read_image_ids(args.domain, args.data_dir), args.shard, advice=WRITABLE_ADVICE)
-    dataset = ImageListDataset(args.data_dir, args.domain, ids=ids)
+    benchmark = get_dataset(args.dataset)
+    ids = plan_outputs(out_dir, benchmark.image_ids(args.domain, args.data_dir), args.shard, advice=WRITABLE_ADVICE)
+    dataset = ImageListDataset(benchmark, args.data_dir, args.domain, ids=ids)
     device = distributed.process_device(args.device)
     with as_stage_error():
-        model = build_segmentation_model(args.architecture, args.backbone, num_classes=NUM_CLASSES + 1,
+        model = build_segmentation_model(args.architecture, args.backbone, num_classes=benchmark.num_classes + 1,
                                          mode=args.mode, use_gn=args.use_gn, pretrained="none")
     load_weights(model, paths.model(args.tag))
     model.to(device).eval()
     segmentation.predict_split(model, dataset, out_dir, parse_scales(args.scales), args.iteration, device,
-                               colour=args.domain == "test", num_workers=args.num_workers, amp=args.amp)
+                               palette=benchmark.palette() if args.domain == "test" else None,
+                               num_workers=args.num_workers, amp=args.amp)
     print(f"predictions in {out_dir}")
 
 

@@ -1,7 +1,7 @@
 """The visual report of a run: sample images through every stage, and per-class IoU bars.
 
 Writes experiments/reports/{tag}/samples.png (one row per sampled image: image, ground truth, CAM
-heat map, random-walk heat map, pseudo label, final prediction, with a legend of the VOC colours
+heat map, random-walk heat map, pseudo label, final prediction, with a legend of the class colours
 shown) and experiments/reports/{tag}/class_iou.png (per-class IoU of every evaluation given).
 For SILOP's chain, --uss_dir, --perimeterfit_slic_dir, --perimeterfit_quick_dir and
 --combined_cam_dir add three columns after the CAM: the USS regions, the pixels inside both
@@ -16,8 +16,8 @@ import argparse
 import numpy as np
 from PIL import Image
 
+from wsss.data.dataset_registry import add_dataset_argument, get_dataset
 from wsss.data.visualize import colour_label, heatmap_overlay
-from wsss.data.voc import NUM_CLASSES, VOCData, load_class_info, read_image_ids
 from wsss.stages.map_kinds import MAP_KINDS
 from wsss.stages.report import class_iou_chart, foreground_heat, perimeter_fit_overlap, stage_sheet
 from wsss.utils.cli import HelpFormatter, add_domain_argument, run_script, str2bool
@@ -34,14 +34,14 @@ from wsss.utils.files import (
 )
 from wsss.utils.paths import ExperimentPaths
 
-
 SEGMENTATION, PERIMETER_FIT = "segmentation", "perimeterfit"  # the SILOP columns' kinds of picture
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--tag", type=str, required=True, help="report name: experiments/reports/{tag}/")
-    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="VOC2012-format folder")
+    parser.add_argument("--data_dir", type=str, default="../VOCtrainval_11-May-2012/", help="dataset folder (--dataset's layout)")
+    add_dataset_argument(parser)
     add_domain_argument(parser, "train")
     parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")
     parser.add_argument("--cam_dir", type=str, required=True, help="CAM folder (inference_classification.py)")
@@ -114,7 +114,8 @@ def save_png(path, picture):
 
 
 def main(args):
-    data = VOCData(args.data_dir)
+    benchmark = get_dataset(args.dataset)
+    data = benchmark.open(args.data_dir)
     paths = ExperimentPaths(pred_dir=args.pred_dir)
     columns = [(MAP_KINDS["cam"].report_column, paths.predictions(args.cam_dir), MAP_KINDS["cam"]),
                *silop_columns(args, paths),
@@ -125,10 +126,10 @@ def main(args):
         for folder in folders if isinstance(folders, tuple) else (folders,):
             if not folder.is_dir():
                 raise StageError(f"{folder}: prediction folder not found; run the stage that writes it first")
-    ids = read_image_ids(args.domain, args.data_dir)
+    ids = benchmark.image_ids(args.domain, args.data_dir)
     chosen = np.random.default_rng(args.seed).choice(len(ids), size=min(args.samples, len(ids)), replace=False)
-    rows = [sample_row(data, ids[i], columns, NUM_CLASSES, args.allow_pickle) for i in sorted(chosen)]
-    class_names = load_class_info()["class_names"]
+    rows = [sample_row(data, ids[i], columns, benchmark.num_classes, args.allow_pickle) for i in sorted(chosen)]
+    class_names = benchmark.class_names()
     titles = ["image", "ground truth"] + [title for title, _, _ in columns]
     label_columns = [1] + [2 + index for index, (_, _, kind) in enumerate(columns) if kind is None]
     out_dir = paths.report(args.tag)

@@ -24,7 +24,9 @@ interrupted inference stage from the first image without a file.
 `--preset voc` uses the published settings (every flag left unset keeps the script's published
 default), e.g. with VOC 2012 + SBD at $D and the ImageNet weights in ~/.cache/torch/hub/checkpoints:
   python3 run_pipeline.py --preset voc --data_dir $D --architecture resnest101 --tag ResNeSt101
-Any flag given explicitly overrides the preset.
+Any flag given explicitly overrides the preset. `--dataset coco14` runs every stage on MS COCO 2014
+(with the toy preset: the toy scenes in COCO layout, `toy_coco/`); its ground-truth masks are
+rendered first (make_coco_masks.py).
 """
 import argparse
 import collections
@@ -39,7 +41,8 @@ import subprocess
 import sys
 import time
 
-from wsss.data.voc import read_image_ids
+from wsss.data import toy_coco, toy_voc
+from wsss.data.dataset_registry import DATASETS, DEFAULT_DATASET, get_dataset
 from wsss.methods import METHODS, get_method
 from wsss.methods.cpn import RESNET38D
 from wsss.models.backbones import BACKBONES
@@ -62,16 +65,18 @@ REPOSITORY = pathlib.Path(__file__).resolve().parent
 Stage = collections.namedtuple("Stage", "name script flags done training_tag")
 # None: do not pass the flag, so the stage script uses its published default
 PRESETS = {
-    "toy": dict(data_dir="toy_voc", generate_toy=True, architecture="resnet_mini", pretrained="none",
+    "toy": dict(data_dir=None, generate_toy=True, architecture="resnet_mini", pretrained="none",
                 backbone_init="classifier", tag="Toy", batch_size=16, image_size=128, min_image_size=96,
                 max_image_size=192, cls_epochs=8, aff_epochs=10, seg_epochs=4, cls_lr=0.01, seg_lr=0.001,
                 seg_batch_size=8, momentum=0.9, scales="1.0,2.0", num_workers=2),
-    "voc": dict(data_dir="../VOCtrainval_11-May-2012/", generate_toy=False, architecture="resnest101",
+    "voc": dict(data_dir=None, generate_toy=False, architecture="resnest101",
                 pretrained="imagenet", backbone_init="imagenet", tag="ResNeSt101", batch_size=None,
                 image_size=None, min_image_size=None, max_image_size=None, cls_epochs=None, aff_epochs=None,
                 seg_epochs=None, cls_lr=None, seg_lr=None, seg_batch_size=None, momentum=None,
                 scales="0.5,1.0,1.5,2.0", num_workers=4),
 }
+# the toy preset's folder and generator per dataset; the voc preset's folder is the dataset's default
+TOY_DATA = {"voc12": ("toy_voc", toy_voc.generate), "coco14": ("toy_coco", toy_coco.generate)}
 # the paper's numbers (docs/design.md §1)
 PAPER_TABLE2 = {"CAM": 61.85, "CAM+RW": 71.92, "CAM+RW+dCRF": 72.46, "DeepLabv3+ val": 66.9}
 PAPER_TABLE1 = {"cl": 47.82, "cl_pcl": 47.70, "cl_re": 49.21, "cl_pcl_re": 51.53}
@@ -99,7 +104,11 @@ def build_parser():
     parser.add_argument("--refine", type=str, default="none", choices=["none", "perimeterfit"],
                         help="Table 2 only: perimeterfit adds SILOP's chain (PerimeterFit-refined CAMs for the "
                              "affinity labels) and prints its comparison with the plain chain")
-    parser.add_argument("--data_dir", type=str, help="VOC2012-format folder")
+    parser.add_argument("--dataset", type=str, default=DEFAULT_DATASET, choices=sorted(DATASETS),
+                        help="benchmark: voc12 (PASCAL VOC 2012 + SBD) or coco14 (MS COCO 2014)")
+    parser.add_argument("--data_dir", type=str,
+                        help="dataset folder (unset: toy_voc/ or toy_coco/ with --preset toy, else the dataset's "
+                             "usual place, ../VOCtrainval_11-May-2012/ or ../coco2014/)")
     parser.add_argument("--generate_toy", type=str2bool,
                         help="generate the toy dataset at --data_dir first (skipped when it is already there)")
     parser.add_argument("--architecture", type=str, choices=sorted(BACKBONES),
@@ -133,6 +142,9 @@ def apply_preset(args):
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.data_dir is None:
+        toy = args.preset == "toy"
+        args.data_dir = TOY_DATA[args.dataset][0] if toy else get_dataset(args.dataset).default_data_dir
     return args
 
 
@@ -146,6 +158,10 @@ class Plan:
 
     def __init__(self, args):
         self.args = args
+        self.benchmark = get_dataset(args.dataset)
+        # every stage's --dataset (left out for VOC: its command lines stay the published ones) and --data_dir
+        self.dataset_flags = flags(dataset=None if args.dataset == DEFAULT_DATASET else args.dataset)
+        self.data = flags(data_dir=args.data_dir) + self.dataset_flags
         self.paths = ExperimentPaths()
         self.stages = []
         self.evaluations = {}
@@ -164,14 +180,14 @@ class Plan:
 
         def done():
             return folder.is_dir() and all(any((folder / f"{i}{s}").exists() for s in suffixes)
-                                           for i in read_image_ids(domain, self.args.data_dir))
+                                           for i in self.benchmark.image_ids(domain, self.args.data_dir))
         return done
 
     def training_flags(self, epochs, lr=None, batch_size=None):
         a = self.args
         return flags(batch_size=batch_size or a.batch_size, image_size=a.image_size,
                      min_image_size=a.min_image_size, max_image_size=a.max_image_size, max_epoch=epochs, lr=lr,
-                     momentum=a.momentum, num_workers=a.num_workers, data_dir=a.data_dir)
+                     momentum=a.momentum, num_workers=a.num_workers) + self.data
 
     def classifier(self, tag, method, **overrides):
         """Train `method`'s CAM network with its paper flags (the runner's --alpha and `overrides`
@@ -190,7 +206,7 @@ class Plan:
         name = cam_name(tag, domain, a.scales)
         self.add(f"CAMs {tag}", "inference_classification.py",
                  flags(architecture=a.architecture, tag=tag, domain=domain, scales=a.scales,
-                       num_workers=a.num_workers, data_dir=a.data_dir, method=method.name),
+                       num_workers=a.num_workers, method=method.name) + self.data,
                  self.predicted(name, domain, (".npz", ".npy")))
         return name
 
@@ -198,7 +214,7 @@ class Plan:
         """Affinity labels (fg, bg `thresholds` as typed) → AffinityNet → random walk on `cams` → pseudo
         labels → DeepLabv3+ → its val and train predictions; returns (rw, pseudo, {domain: predictions})."""
         a = self.args
-        common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
+        common = flags(num_workers=a.num_workers) + self.data
         fg, bg = thresholds
         aff_labels = affinity_label_name(cams, float(fg), float(bg))
         self.add("affinity labels", "make_affinity_labels.py",
@@ -232,6 +248,19 @@ class Plan:
         self.evaluations[title] = (name, mode, domain)
 
 
+def ground_truth_stage(plan):
+    """The dataset's mask rendering (COCO's make_coco_masks.py), done when every train and val image
+    has its mask."""
+    a = plan.args
+
+    def done():
+        data = plan.benchmark.open(a.data_dir)
+        return all(data.mask_path(i).is_file() for domain in ("train", "val")
+                   for i in plan.benchmark.image_ids(domain, a.data_dir))
+    return Stage("ground-truth masks", plan.benchmark.mask_script,
+                 flags(data_dir=a.data_dir, num_workers=a.num_workers), done, None)
+
+
 def table1(args):
     plan = Plan(args)
     for option in TABLE1_NAMES:
@@ -259,8 +288,8 @@ def table2(args):
     plan.evaluate("CAM+RW", rw, "rw", "train")
     plan.evaluate("CAM+RW+dCRF", pseudo, "png", "train")
     plan.evaluate("DeepLabv3+ val", predictions["val"], "png", "val")
-    plan.report = flags(tag=a.tag, data_dir=a.data_dir, domain="train", cam_dir=cams, rw_dir=rw,
-                        pseudo_dir=pseudo, prediction_dir=predictions["train"])
+    plan.report = flags(tag=a.tag, domain="train", cam_dir=cams, rw_dir=rw, pseudo_dir=pseudo,
+                        prediction_dir=predictions["train"]) + plan.data
     if a.refine == "perimeterfit":
         perimeter_fit_chain(plan, cams, init)
     return plan
@@ -271,7 +300,7 @@ def perimeter_fit_chain(plan, cams, init):
     and its report. USS, perimeter and PerimeterFit folders sit under the prediction folder, named
     after the run's tag (USS, perimeter maps) or its CAMs (PerimeterFit masks, combined CAMs)."""
     a = plan.args
-    common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
+    common = flags(num_workers=a.num_workers) + plan.data
     cam_dir = plan.paths.predictions(cams)
     fit_dirs = {}
     for segment in ("slic", "quick"):
@@ -323,10 +352,10 @@ def perimeter_fit_chain(plan, cams, init):
                                                        (pseudo, "png", "train"), (predictions["val"], "png", "val"))):
         plan.evaluate(f"{row} + {PERIMETER_FIT}", name, mode, domain)
     plan.result_tag = f"{a.tag}@{PERIMETER_FIT}"
-    plan.report = flags(tag=plan.result_tag, data_dir=a.data_dir, domain="train", cam_dir=cams, rw_dir=rw,
+    plan.report = flags(tag=plan.result_tag, domain="train", cam_dir=cams, rw_dir=rw,
                         pseudo_dir=pseudo, prediction_dir=predictions["train"], uss_dir=f"{a.tag}@USS_slic",
                         perimeterfit_slic_dir=f"{cams}@{PERIMETER_FIT}_slic",
-                        perimeterfit_quick_dir=f"{cams}@{PERIMETER_FIT}_quick", combined_cam_dir=combined)
+                        perimeterfit_quick_dir=f"{cams}@{PERIMETER_FIT}_quick", combined_cam_dir=combined) + plan.data
 
 
 def cpn_chain(args):
@@ -342,7 +371,7 @@ def cpn_chain(args):
     method = get_method("cpn")
     cls_tag = plan.result_tag = f"{a.tag}@{method.tag_word}"
     aff_tag, seg_tag = f"AffinityNet@{cls_tag}", f"DeepLabv3+@{cls_tag}"
-    common = flags(num_workers=a.num_workers, data_dir=a.data_dir)
+    common = flags(num_workers=a.num_workers) + plan.data
     network = a.architecture if a.backbone_init == "classifier" else RESNET38D
     model = plan.paths.model(cls_tag)
     plan.add(f"classifier {cls_tag}", method.train_script,
@@ -363,8 +392,8 @@ def cpn_chain(args):
     for row, (name, mode, domain) in zip(TABLE2_ROWS, ((cams, CPN_SWEEP, "train"), (rw, "rw", "train"),
                                                        (pseudo, "png", "train"), (predictions["val"], "png", "val"))):
         plan.evaluate(row, name, mode, domain)
-    plan.report = flags(tag=cls_tag, data_dir=a.data_dir, domain="train", cam_dir=cams, rw_dir=rw,
-                        pseudo_dir=pseudo, prediction_dir=predictions["train"])
+    plan.report = flags(tag=cls_tag, domain="train", cam_dir=cams, rw_dir=rw, pseudo_dir=pseudo,
+                        prediction_dir=predictions["train"]) + plan.data
     return plan
 
 
@@ -425,17 +454,18 @@ def stop_group(process, grace=10):
             continue
 
 
-def evaluate(title, name, mode, domain, args):
-    gt_dir = pathlib.Path(args.data_dir) / "SegmentationClass"
+def evaluate(title, name, mode, domain, plan):
+    """Run the evaluation script of a row (the ground truth found from the dataset folder) and read
+    its JSON result."""
+    args, paths = plan.args, plan.paths
     if mode == CPN_SWEEP:  # CPN's CAMs: its sweep over background scores 0.20–0.59
-        paths = ExperimentPaths()
         run_stage(f"evaluate {title}", "evaluation_cam.py",
-                  flags(list=domain, predict_dir=paths.predictions(name), gt_dir=gt_dir, logfile=paths.log(name),
-                        num_workers=args.num_workers))
+                  flags(list=domain, predict_dir=paths.predictions(name), gt_dir=args.data_dir,
+                        logfile=paths.log(name), num_workers=args.num_workers) + plan.dataset_flags)
         return read_json(paths.evaluation(name, domain))
     run_stage(f"evaluate {title}", "evaluate.py",
-              flags(experiment_name=name, domain=domain, mode=mode, data_dir=gt_dir, num_workers=args.num_workers))
-    return read_json(ExperimentPaths().evaluation(name, domain))
+              flags(experiment_name=name, domain=domain, mode=mode, num_workers=args.num_workers) + plan.data)
+    return read_json(paths.evaluation(name, domain))
 
 
 def print_table(title, results, paper, paper_label):
@@ -498,11 +528,11 @@ def run(args):
     paths = ExperimentPaths()
     check_writable(paths.root, WRITABLE_ADVICE)
     if args.generate_toy:
-        from wsss.data.toy_voc import generate
-
         check_writable(pathlib.Path(args.data_dir), "choose a --data_dir you can write, or run from another folder")
-        generate(args.data_dir)
+        TOY_DATA[args.dataset][1](args.data_dir)
     plan = table1(args) if args.table == 1 else cpn_chain(args) if args.method == "cpn" else table2(args)
+    if plan.benchmark.mask_script is not None:
+        plan.stages.insert(0, ground_truth_stage(plan))
     timings = {}
     for stage in plan.stages:
         if stage.done():
@@ -514,7 +544,7 @@ def run(args):
             continue
         resume = stage.training_tag and paths.training_state(stage.training_tag).is_file()
         timings[stage.name] = run_stage(stage.name, stage.script, stage.flags + (["--resume", "True"] if resume else []))
-    results = {title: evaluate(title, *evaluation, args) for title, evaluation in plan.evaluations.items()}
+    results = {title: evaluate(title, *evaluation, plan) for title, evaluation in plan.evaluations.items()}
     summary = paths.evaluation(plan.result_tag, f"table{args.table}")
     write_json(summary, {"preset": args.preset, **{title: result["mIoU"] for title, result in results.items()}})
     if args.table == 1:

@@ -1,6 +1,7 @@
 """Stage 2b: train AffinityNet's edge layers on the affinity labels (docs/design.md §3.2, §6.4)."""
 import argparse
 
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.models.backbones import BACKBONES
 from wsss.stages.affinity import train
 from wsss.utils.cli import HelpFormatter, add_pretrained_argument, add_training_arguments, run_script, str2bool
@@ -8,7 +9,7 @@ from wsss.utils.cli import HelpFormatter, add_pretrained_argument, add_training_
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    add_training_arguments(parser, max_epoch=3)
+    add_dataset_argument(add_training_arguments(parser, max_epoch=3))
     parser.add_argument("--architecture", type=str, default="resnet50", choices=sorted(BACKBONES), help="backbone (always mode fix)")
     add_pretrained_argument(parser)
     parser.add_argument("--pred_dir", type=str, default="./experiments/predictions/", help="where prediction folders are")

@@ -5,6 +5,7 @@ experiments/models/{tag}.pth (best val mIoU), logs/{tag}.txt, data/{tag}.json, t
 """
 import argparse
 
+from wsss.data.dataset_registry import add_dataset_argument
 from wsss.models.backbones import BACKBONES, NORM_LAYERS
 from wsss.models.segmentation_models import SEGMENTATION_MODELS
 from wsss.stages import segmentation
@@ -22,6 +23,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     training = add_training_arguments(parser, batch_size=32, max_epoch=50, lr=0.007, wd=4e-5, image_size=512,
                                       min_image_size=256, max_image_size=1024)
+    add_dataset_argument(training)
     training.add_argument("--detect_anomaly", type=str2bool, default=False,
                           help="torch.autograd anomaly detection (the published trainer left it on; slow)")
     model = parser.add_argument_group("model")

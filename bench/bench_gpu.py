@@ -144,7 +144,7 @@ def classifier_args(architecture, crop):
 @torch.no_grad()
 def cam_inference_rows(sizes, architecture, device):
     method, args = classifier_args(architecture, sizes.train_crop)
-    model = method.build_model(args, "none").to(device).eval()
+    model = method.build_model(args, "none", 20).to(device).eval()
     pairs = random_images(sizes.warmup + sizes.inference_images, sizes.image_size)
     rows = ["| precision | images/s | device |", "|---|---|---|"]
     for amp in ("off", "bf16"):
@@ -159,7 +159,7 @@ def training_speed(method, args, images, labels, sizes, device, amp, channels_la
     """Iterations/s of the puzzle step (forward of the batch and of its pieces, losses, backward,
     SGD) and the peak CUDA memory in bytes (None on the CPU)."""
     torch.manual_seed(0)
-    model = method.build_model(args, "none").to(device).train()
+    model = method.build_model(args, "none", 20).to(device).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)

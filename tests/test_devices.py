@@ -25,8 +25,7 @@ from wsss.models.classifier import Classifier
 from wsss.models.deeplab import DeepLabv3Plus
 from wsss.utils.cli import add_training_arguments
 from wsss.utils.device import AMP_DTYPES, autocast, grad_scaler, wrap_data_parallel
-from wsss.utils.files import (load_checkpoint, load_training_state, load_weights, save_checkpoint,
-                              save_training_state)
+from wsss.utils.files import load_checkpoint, load_training_state, load_weights, save_checkpoint, save_training_state
 from wsss.utils.labels import IGNORE_LABEL
 from wsss.utils.optim import PolyOptimizer, build_groups, training_optimizer
 
@@ -202,7 +201,7 @@ def assert_moved(model, initial, at_least=1e-3):
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 def test_classifier_step_matches_a_float64_step(device, memory_format, one_thread):
     torch.manual_seed(0)
-    model = get_method("puzzle").build_model(puzzle_args()[1], "none")
+    model = get_method("puzzle").build_model(puzzle_args()[1], "none", 20)
     reference, initial = float64_copy(model), float64_copy(model)
     losses, model, _, _ = classifier_step(model, device, torch.float32, channels_last=memory_format == "channels_last")
     expected, reference, _, _ = classifier_step(reference, CPU, torch.float64)
@@ -300,7 +299,7 @@ def test_mixed_precision_step_follows_the_float32_step(device, amp, one_thread):
     skipped and the scale halved, as the training loop's scaler does), and the step moves the
     weights like the float32 step."""
     torch.manual_seed(0)
-    model = get_method("puzzle").build_model(puzzle_args()[1], "none")
+    model = get_method("puzzle").build_model(puzzle_args()[1], "none", 20)
     initial = float64_copy(model)
     with torch.no_grad(), autocast(device, amp):
         _, features = copy.deepcopy(model).to(device)(classifier_batch()[0].to(device), with_cam=True)
@@ -332,7 +331,7 @@ def test_checkpoints_round_trip_between_the_device_and_the_cpu(device, tmp_path,
     """Weights and training state saved from the device load on the CPU (as tensors on the CPU) and
     back on the device, unchanged; the optimiser's momentum follows its parameters' device."""
     torch.manual_seed(0)
-    _, model, optimizer, _ = classifier_step(get_method("puzzle").build_model(puzzle_args()[1], "none"), device,
+    _, model, optimizer, _ = classifier_step(get_method("puzzle").build_model(puzzle_args()[1], "none", 20), device,
                                              torch.float32)
     saved = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
     save_checkpoint(model.state_dict(), tmp_path / "device.pth")
@@ -373,7 +372,7 @@ def test_data_parallel_over_all_cuda_devices_matches_one_device():
     device = torch.device("cuda")
     torch.manual_seed(0)
     method, args = puzzle_args()
-    model = method.build_model(args, "none").to(device).eval()
+    model = method.build_model(args, "none", 20).to(device).eval()
     wrapped = wrap_data_parallel(model, device)
     assert isinstance(wrapped, torch.nn.DataParallel)
     images, labels = (tensor.to(device) for tensor in classifier_batch())

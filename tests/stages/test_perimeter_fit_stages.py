@@ -36,7 +36,7 @@ ITERATIONS = 2  # USS training steps: enough to exercise the stage, fast on CPU
 
 
 def namespace(defaults, options):
-    return types.SimpleNamespace(**{**defaults, **options})
+    return types.SimpleNamespace(**{"dataset": "voc12", **defaults, **options})
 
 
 def uss_args(data_dir, out_dir, segment, **options):

@@ -83,8 +83,8 @@ def two_region_case():
 
 def test_crf_iterations_refine_the_probabilities_before_the_argmax(tmp_path):
     image, probabilities = two_region_case()
-    write_prediction(tmp_path / "plain.png", image, probabilities, iteration=0, colour=False)
-    write_prediction(tmp_path / "crf.png", image, probabilities, iteration=3, colour=False)
+    write_prediction(tmp_path / "plain.png", image, probabilities, iteration=0)
+    write_prediction(tmp_path / "crf.png", image, probabilities, iteration=3)
     plain, refined = load_label_png(tmp_path / "plain.png"), load_label_png(tmp_path / "crf.png")
     assert np.array_equal(plain, np.argmax(probabilities, axis=0))
     assert np.array_equal(refined, np.argmax(probability_crf(image, probabilities, 3), axis=0))
@@ -94,7 +94,7 @@ def test_crf_iterations_refine_the_probabilities_before_the_argmax(tmp_path):
 
 def test_test_split_predictions_are_voc_colour_pngs(tmp_path):
     image, probabilities = two_region_case()
-    write_prediction(tmp_path / "c.png", image, probabilities, iteration=0, colour=True)
+    write_prediction(tmp_path / "c.png", image, probabilities, iteration=0, palette=voc_palette())
     with Image.open(tmp_path / "c.png") as written:
         assert written.mode == "P"
         assert written.getpalette()[:24] == voc_palette()[:24]

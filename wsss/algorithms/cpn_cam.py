@@ -27,7 +27,6 @@ __all__ = ["CPN_SCALES", "normalize_image", "cpn_cam"]
 CPN_SCALES = (0.5, 1.0, 1.5, 2.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-NUM_FOREGROUND = 20
 
 
 def normalize_image(image):
@@ -42,11 +41,11 @@ def cpn_cam(network, image, label, scales=CPN_SCALES, device="cpu"):
     """(keys, maps) of one image.
 
     network: a callable taking a 1×3×h×w float32 tensor and returning (cam, cam_rv), each
-    1×21×h'×w' (the network in eval mode). image: RGB PIL image. label: 20 values (0/1).
+    1×(K+1)×h'×w' (the network in eval mode). image: RGB PIL image. label: K values (0/1).
     Returns keys (int64, [0, c+1, …]) and maps (float32, (K−1)×H×W) for the present classes.
     """
     width, height = image.size
-    label = np.asarray(label, dtype=np.float32).reshape(NUM_FOREGROUND, 1, 1)
+    label = np.asarray(label, dtype=np.float32).reshape(-1, 1, 1)
     passes = []
     for scale in scales:
         resized = image.resize((round(width * scale), round(height * scale)), resample=Image.BICUBIC)

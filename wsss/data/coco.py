@@ -43,11 +43,12 @@ from pycocotools import mask as mask_utils
 from wsss.data.voc import load_image, parse_image_list, require_files
 from wsss.utils.errors import StageError
 from wsss.utils.files import load_label_png
+from wsss.utils.labels import check_class_ids
 
 __all__ = ["CATEGORIES", "CLASS_NAMES", "NUM_CLASSES", "CATEGORY_TO_CLASS", "SPLITS", "DOMAIN_SPLITS",
            "ImageRecord", "image_name", "parse_image_name", "index_instances", "image_label", "instance_rle",
            "render_mask", "encode_instance", "read_instances", "clear_instances", "require_annotation_file", "check_data_dir",
-           "COCOData", "load_mask"]
+           "COCOData", "ground_truth", "load_mask"]
 
 # (category id, name) of the 80 COCO categories, in category-id order: class id = position + 1
 CATEGORIES = (
@@ -332,6 +333,16 @@ class COCOData:
                       f"ids of the '{domain}' list need mask/{{split}}/{{id}}.png; run make_coco_masks.py first")
 
 
+def ground_truth(path):
+    """(dataset root, image id → mask path) of evaluate.py's --data_dir: the COCO folder, whose
+    mask/{split}/ make_coco_masks.py has written."""
+    data = COCOData(path)
+    if not (data.root / "mask").is_dir():
+        raise StageError(f"{data.root / 'mask'}: ground-truth masks not found; run make_coco_masks.py "
+                         f"--data_dir {data.root} first")
+    return data.root, data.mask_path
+
+
 def _parse_id(image_id, where=None):
     try:
         return parse_image_name(image_id)
@@ -341,9 +352,4 @@ def _parse_id(image_id, where=None):
 
 def load_mask(path):
     """A COCO mask or label PNG (class ids 0..80, 255 void) as a uint8 array."""
-    label = load_label_png(path)
-    invalid = np.setdiff1d(np.unique(label), np.r_[np.arange(NUM_CLASSES + 1), 255])
-    if invalid.size:
-        raise StageError(f"{path}: values {invalid.tolist()[:5]} outside 0-{NUM_CLASSES}/255; is this a "
-                         "class-id PNG of this pipeline? replace or regenerate it")
-    return label
+    return check_class_ids(load_label_png(path), path, NUM_CLASSES)

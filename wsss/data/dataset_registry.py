@@ -11,11 +11,12 @@ ids distinct colours; COCO's classes 0..20 therefore look as in VOC, 21..80 cont
 and 255 keeps VOC's light void colour.
 """
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from wsss.data import coco, voc
+from wsss.utils.labels import check_class_ids
 
-__all__ = ["DatasetEntry", "DATASETS", "get_dataset"]
+__all__ = ["DatasetEntry", "DATASETS", "DEFAULT_DATASET", "get_dataset", "add_dataset_argument"]
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,25 @@ class DatasetEntry:
     open: Callable[[object], object]               # data_dir → folder (voc.VOCData's interface)
     load_mask: Callable[[object], object]          # a mask or label PNG, values checked
     palette: Callable[[], list]                    # flat 768-value RGB list for PIL
+    ground_truth: Callable[[object], tuple]        # evaluate.py's --gt_dir → (root, image id → mask path)
+    mask_script: Optional[str] = None              # renders the ground-truth masks once (COCO); None: shipped
 
     @property
     def num_classes_with_background(self):
         return self.num_classes + 1
 
+    def check_class_ids(self, label, path, void=True):
+        """`label` if its values are this dataset's class ids (and 255 when `void`), else one error line."""
+        return check_class_ids(label, path, self.num_classes, void)
+
 
 def _voc_class_names():
     """Read at call time: a `./data/VOC_2012.json` in the working directory takes precedence."""
     return tuple(voc.load_class_info()["class_names"])
+
+
+def _coco_class_names():
+    return coco.CLASS_NAMES
 
 
 def _coco_image_ids(domain, data_dir):
@@ -52,13 +63,23 @@ DATASETS = {
         name="voc12", title="PASCAL VOC 2012", num_classes=voc.NUM_CLASSES,
         default_data_dir="../VOCtrainval_11-May-2012/", domains=("train", "train_aug", "val", "test"),
         class_names=_voc_class_names, image_ids=voc.read_image_ids, open=voc.VOCData, load_mask=voc.load_mask,
-        palette=voc.voc_palette),
+        palette=voc.voc_palette, ground_truth=voc.ground_truth),
     "coco14": DatasetEntry(
         name="coco14", title="MS COCO 2014", num_classes=coco.NUM_CLASSES,
         default_data_dir="../coco2014/", domains=tuple(coco.DOMAIN_SPLITS),
-        class_names=lambda: coco.CLASS_NAMES, image_ids=_coco_image_ids, open=coco.COCOData, load_mask=coco.load_mask,
-        palette=voc.voc_palette),
+        class_names=_coco_class_names, image_ids=_coco_image_ids, open=coco.COCOData, load_mask=coco.load_mask,
+        palette=voc.voc_palette, ground_truth=coco.ground_truth, mask_script="make_coco_masks.py"),
 }
+
+
+DEFAULT_DATASET = "voc12"
+
+
+def add_dataset_argument(parser):
+    """--dataset of every stage script (default voc12: the published command lines are unchanged)."""
+    parser.add_argument("--dataset", type=str, default=DEFAULT_DATASET, choices=sorted(DATASETS),
+                        help="benchmark of --data_dir: voc12 (PASCAL VOC 2012 + SBD) or coco14 (MS COCO 2014); "
+                             "it sets the class count and names, the lists, labels and ground truth")
 
 
 def get_dataset(name):

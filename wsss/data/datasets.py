@@ -1,4 +1,5 @@
-"""torch Datasets over a VOC-format folder (wsss.data.voc) for each stage."""
+"""torch Datasets over a dataset folder for each stage; `benchmark` is an entry of
+wsss.data.dataset_registry (VOC 2012, COCO 2014), which knows the folder's layout."""
 import pathlib
 
 import numpy as np
@@ -6,27 +7,27 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from wsss.data.voc import VOCData, load_mask, read_image_ids
 from wsss.utils.errors import StageError
 
 
-class VOCDataset(Dataset):
-    """Image ids of a split of a VOC-format folder; subclasses say what an item is."""
+class ImageFolderDataset(Dataset):
+    """Image ids of a list of a dataset folder; subclasses say what an item is."""
 
-    def __init__(self, data_dir, domain, ids=None):
-        self.data = VOCData(data_dir)
-        self.ids = read_image_ids(domain, data_dir) if ids is None else list(ids)
+    def __init__(self, benchmark, data_dir, domain, ids=None):
+        self.benchmark = benchmark
+        self.data = benchmark.open(data_dir)
+        self.ids = benchmark.image_ids(domain, data_dir) if ids is None else list(ids)
         self.data.check_images(self.ids, domain)
 
     def __len__(self):
         return len(self.ids)
 
 
-class ClassificationDataset(VOCDataset):
-    """(image CHW float32, one-hot label). Tags are parsed up front so a bad XML fails at once."""
+class ClassificationDataset(ImageFolderDataset):
+    """(image CHW float32, one-hot label). Labels are read up front, so a bad annotation fails at once."""
 
-    def __init__(self, data_dir, domain, transform):
-        super().__init__(data_dir, domain)
+    def __init__(self, benchmark, data_dir, domain, transform):
+        super().__init__(benchmark, data_dir, domain)
         self.transform = transform
         self.labels = [self.data.label(image_id) for image_id in self.ids]
 
@@ -38,8 +39,8 @@ class ClassificationDataset(VOCDataset):
 class ClassificationEvalDataset(ClassificationDataset):
     """(image, one-hot label, ground-truth mask), for the per-epoch CAM evaluation."""
 
-    def __init__(self, data_dir, domain, transform):
-        super().__init__(data_dir, domain, transform)
+    def __init__(self, benchmark, data_dir, domain, transform):
+        super().__init__(benchmark, data_dir, domain, transform)
         self.data.check_masks(self.ids, domain)
 
     def __getitem__(self, index):
@@ -61,12 +62,12 @@ def check_label_folder(label_dir, ids, kind, producer):
                          f"train_aug images have none); rerun {producer} on --domain train_aug")
 
 
-class LabelMapDataset(VOCDataset):
+class LabelMapDataset(ImageFolderDataset):
     """(image CHW float32, label map int64) through a joint transform: the ground-truth masks, or
     with `label_dir` the label PNGs `{label_dir}/{id}.png` of an earlier stage (pseudo labels)."""
 
-    def __init__(self, data_dir, domain, transform, label_dir=None):
-        super().__init__(data_dir, domain)
+    def __init__(self, benchmark, data_dir, domain, transform, label_dir=None):
+        super().__init__(benchmark, data_dir, domain)
         self.transform = transform
         self.label_dir = None if label_dir is None else pathlib.Path(label_dir)
         if label_dir is None:
@@ -77,17 +78,17 @@ class LabelMapDataset(VOCDataset):
 
     def __getitem__(self, index):
         image_id = self.ids[index]
-        label = Image.fromarray(load_mask(self.label_path(image_id)))
+        label = Image.fromarray(self.benchmark.load_mask(self.label_path(image_id)))
         image, label = self.transform(self.data.image(image_id), label)
         return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))
 
 
-class ImageListDataset(VOCDataset):
+class ImageListDataset(ImageFolderDataset):
     """(image id, PIL image) for per-image inference stages; `with_labels` adds the one-hot label
-    (tags parsed up front, so a bad XML fails before any output)."""
+    (read up front, so a bad annotation fails before any output)."""
 
-    def __init__(self, data_dir, domain, ids=None, with_labels=False):
-        super().__init__(data_dir, domain, ids)
+    def __init__(self, benchmark, data_dir, domain, ids=None, with_labels=False):
+        super().__init__(benchmark, data_dir, domain, ids)
         self.labels = [self.data.label(image_id) for image_id in self.ids] if with_labels else None
 
     def __getitem__(self, index):

@@ -3,6 +3,7 @@
 Lists and class metadata are looked up as docs/design.md §2 says (first match wins):
 `{data_dir}/ImageSets/Segmentation/{domain}.txt`, `./data/{domain}.txt`, the repository's `data/`.
 """
+import functools
 import json
 import pathlib
 import xml.etree.ElementTree as ElementTree
@@ -11,6 +12,8 @@ import numpy as np
 from PIL import Image
 
 from wsss.utils.errors import StageError
+from wsss.utils.files import load_label_png
+from wsss.utils.labels import check_class_ids
 
 REPOSITORY_DATA = pathlib.Path(__file__).resolve().parents[2] / "data"
 NUM_CLASSES = 20
@@ -155,20 +158,7 @@ def load_image(path):
 
 def load_mask(path):
     """A VOC ground-truth mask or label PNG (class ids 0..20, 255 void) as a uint8 array."""
-    from wsss.utils.files import load_label_png
-
-    return check_class_ids(load_label_png(path), path)
-
-
-def check_class_ids(label, path, void=True):
-    """`label` itself if its values are class ids 0..20 (and 255, void/unsure, when `void`), else one
-    error naming the file and the values outside."""
-    allowed = np.r_[np.arange(NUM_CLASSES + 1), 255] if void else np.arange(NUM_CLASSES + 1)
-    invalid = np.setdiff1d(np.unique(label), allowed)
-    if invalid.size:
-        raise StageError(f"{path}: values {invalid.tolist()[:5]} outside 0-{NUM_CLASSES}{'/255' if void else ''}; "
-                         "is this a class-id PNG of this pipeline? replace or regenerate it")
-    return label
+    return check_class_ids(load_label_png(path), path, NUM_CLASSES)
 
 
 def require_files(paths, kind, advice):
@@ -177,6 +167,25 @@ def require_files(paths, kind, advice):
     missing = [path for path in paths if not path.is_file()]
     if missing:
         raise StageError(f"{missing[0]}: {kind} not found ({len(missing)} of {len(paths)} listed); {advice}")
+
+
+def ground_truth(path):
+    """(dataset root, image id → mask path) of evaluate.py's --gt_dir: the ground-truth folder itself
+    (the published usage), or the dataset folder that holds SegmentationClass/."""
+    path = pathlib.Path(path)
+    if (path / "SegmentationClass").is_dir():
+        path = path / "SegmentationClass"
+    if not path.is_dir():
+        raise StageError(f"{path}: ground-truth folder not found; pass --gt_dir (or --data_dir) "
+                         "pointing at VOC's SegmentationClass/ or at the dataset folder that holds it")
+    if not any(path.glob("*.png")):
+        raise StageError(f"{path}: ground-truth folder holds no PNG masks; pass --gt_dir (or --data_dir) "
+                         "pointing at VOC's SegmentationClass/ or at the dataset folder that holds it")
+    return path.parent, functools.partial(_mask_in_folder, path)
+
+
+def _mask_in_folder(folder, image_id):
+    return folder / f"{image_id}.png"
 
 
 class VOCData:

@@ -18,7 +18,8 @@ class CamMethod:
     train_script     -- the stage script that trains it
     add_arguments    -- parser → None: the method's own training flags
     check            -- args → None: raises ValueError on inconsistent flags, before any work
-    build_model      -- (args, pretrained) → nn.Module: the network, with `pretrained` backbone weights
+    build_model      -- (args, pretrained, num_classes) → nn.Module: the network for `num_classes`
+                        foreground classes (the dataset's), with `pretrained` backbone weights
     step_losses      -- (model, batch, args, schedule) → {name: scalar tensor, ..., "total": ...}
                         (plain floats such as `alpha` are logged too); `schedule` has `iteration`,
                         `max_iteration` and `batch_size` (this process's share of --batch_size)

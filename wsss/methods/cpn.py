@@ -186,23 +186,24 @@ def use_frozen_batchnorm(module):
     return module
 
 
-def build_network(architecture, mode="fix", pretrained="none"):
-    """CPN on `architecture`: resnet38d with its weight file (see resnet38d_weights) or a registered
-    backbone (`pretrained` as the other trainers read it). Plain exceptions for a bad name or file."""
+def build_network(architecture, mode="fix", pretrained="none", num_classes=20):
+    """CPN on `architecture` for `num_classes` foreground classes: resnet38d with its weight file (see
+    resnet38d_weights) or a registered backbone (`pretrained` as the other trainers read it). Plain
+    exceptions for a bad name or file."""
     if architecture == RESNET38D:
         path = resnet38d_weights(pretrained)
-        network = cpn_resnet38d()
+        network = cpn_resnet38d(num_classes + 1)
         use_frozen_batchnorm(network.backbone)
         if path is not None:
             load_weights(network.backbone, path)
         return network
     if architecture not in BACKBONES:
         raise ValueError(f"unknown network {architecture!r}; choose from {list(NETWORKS)}")
-    return CPN(BackboneTrunk(architecture, mode, pretrained))
+    return CPN(BackboneTrunk(architecture, mode, pretrained), num_classes + 1)
 
 
-def build_model(args, pretrained):
-    return build_network(args.architecture, args.mode, pretrained)
+def build_model(args, pretrained, num_classes):
+    return build_network(args.architecture, args.mode, pretrained, num_classes)
 
 
 def cpn_parameter_groups(model):

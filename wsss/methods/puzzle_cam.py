@@ -12,7 +12,7 @@ from wsss.models.classifier import Classifier, make_cam
 from wsss.utils.cli import add_pretrained_argument, add_sync_bn_argument
 
 CHECKPOINT_LAYOUT = ("the classifier's state dict: model.* (the backbone as its package names it) and "
-                     "classifier.weight (20×C×1×1)")
+                     "classifier.weight (K×C×1×1, K classes: 20 on VOC, 80 on COCO)")
 
 
 def add_classifier_arguments(parser):
@@ -55,8 +55,8 @@ def check_puzzle(args):
                          f"(output stride 16 × {side} pieces per side) for the puzzle merge")
 
 
-def build_classifier(args, pretrained):
-    return Classifier(args.architecture, mode=args.mode, pretrained=pretrained)
+def build_classifier(args, pretrained, num_classes):
+    return Classifier(args.architecture, num_classes, mode=args.mode, pretrained=pretrained)
 
 
 def baseline_losses(model, batch, args, schedule):

@@ -4,7 +4,7 @@ The trunk is any module with `forward_features(x) -> {"conv4", "conv5", "conv6"}
 same resolution) and a `feature_channels` dict giving their channel counts; the published one is
 ResNet-38 (`cpn_resnet38d`). Per image batch x (N×3×H×W), with h×w the feature resolution:
 
-  cam    = fc8(dropout2d(conv6))                         N×21×h×w, channel 0 = background
+  cam    = fc8(dropout2d(conv6))                         N×K×h×w (K = 21 on VOC), channel 0 = background
   seed   = seed_map(cam)                                  no gradient
   f      = [x resized to h×w, relu(f8_3(conv4)), relu(f8_4(conv5))]   195 ch, conv4/5 detached
   cam_rv = pcm(seed, f) + prcm(spatial_gather(f, seed), f) ⊙ seed
@@ -25,7 +25,7 @@ from wsss.models.resnet38d import CPN_FROZEN_MODULES, ResNet38d
 
 __all__ = ["CPN", "cpn_resnet38d", "seed_map", "spatial_gather", "pcm", "prcm", "NUM_CLASSES"]
 
-NUM_CLASSES = 21  # background + 20 VOC classes; PRCM's reshape and scale are written for this count
+NUM_CLASSES = 21  # background + 20 VOC classes, the published count (COCO: 81)
 IMAGE_CHANNELS = 3
 CONV4_REDUCED = 64
 CONV5_REDUCED = 128
@@ -71,17 +71,19 @@ def pcm(seed, features, f9):
 
 
 def prcm(context, features, f9, f10):
-    """Pixel-region correlation: softmax over pixels of 21^-0.5 · key·query, N×21×h×w.
+    """Pixel-region correlation: softmax over pixels of K^-0.5 · key·query, N×K×h×w (K classes with
+    background, 21 on VOC; the published code hard-codes 21).
 
-    query = relu(f9(features)) (N×192×hw); key = relu(f10(context)) is N×192×21×1 and is turned into
-    N×21×192 by a reshape (the published `view`), not a transpose, so each "class key" is a run of
-    192 consecutive values of the 192×21 array and mixes channels of several classes. Kept on
+    query = relu(f9(features)) (N×192×hw); key = relu(f10(context)) is N×192×K×1 and is turned into
+    N×K×192 by a reshape (the published `view`), not a transpose, so each "class key" is a run of
+    192 consecutive values of the 192×K array and mixes channels of several classes. Kept on
     purpose; a test pins it.
     """
     n, _, h, w = features.shape
+    num_classes = context.shape[2]
     query = F.relu(f9(features)).flatten(2)
-    key = F.relu(f10(context)).reshape(n, NUM_CLASSES, -1)
-    similarity = NUM_CLASSES ** -0.5 * torch.matmul(key, query)
+    key = F.relu(f10(context)).reshape(n, num_classes, -1)
+    similarity = num_classes ** -0.5 * torch.matmul(key, query)
     return F.softmax(similarity, dim=-1).view(n, -1, h, w)
 
 
@@ -111,14 +113,15 @@ def _restore_backbone_prefix(module, state_dict, prefix, local_metadata, strict,
 
 
 class CPN(nn.Module):
-    """CPN on `backbone`; `forward(x)` returns (cam, cam_rv), both N×21×H×W."""
+    """CPN on `backbone` for `num_classes` classes with background; `forward(x)` returns (cam, cam_rv),
+    both N×num_classes×H×W."""
 
-    def __init__(self, backbone):
+    def __init__(self, backbone, num_classes=NUM_CLASSES):
         super().__init__()
         channels = backbone.feature_channels
         self.backbone = backbone
         self.dropout7 = nn.Dropout2d(0.5)
-        self.fc8 = nn.Conv2d(channels["conv6"], NUM_CLASSES, 1, bias=False)
+        self.fc8 = nn.Conv2d(channels["conv6"], num_classes, 1, bias=False)
         self.f8_3 = nn.Conv2d(channels["conv4"], CONV4_REDUCED, 1, bias=False)
         self.f8_4 = nn.Conv2d(channels["conv5"], CONV5_REDUCED, 1, bias=False)
         self.f9 = nn.Conv2d(FEATURE_CHANNELS, EMBEDDING_CHANNELS, 1, bias=False)
@@ -178,6 +181,6 @@ class CPN(nn.Module):
         return groups
 
 
-def cpn_resnet38d():
+def cpn_resnet38d(num_classes=NUM_CLASSES):
     """The published CPN: ResNet-38 with frozen BatchNorm and frozen conv1a, b2, b2_1, b2_2."""
-    return CPN(ResNet38d(frozen_modules=CPN_FROZEN_MODULES))
+    return CPN(ResNet38d(frozen_modules=CPN_FROZEN_MODULES), num_classes)

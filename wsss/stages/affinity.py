@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from wsss.algorithms.affinity_labels import affinity_loss, affinity_pair_labels
 from wsss.algorithms.path_index import PathIndex
 from wsss.algorithms.random_walk import normalise_rw, random_walk
+from wsss.data.dataset_registry import get_dataset
 from wsss.data.datasets import LabelMapDataset, check_label_folder
 from wsss.data.transforms import TrainTransform
 from wsss.models.affinitynet import TRAINING_RADIUS, AffinityNet
@@ -35,7 +36,7 @@ def train(args):
     device = distributed.setup(args.device)
     label_dir = ExperimentPaths(pred_dir=args.pred_dir).predictions(args.label_name)
     grid = args.image_size // 4
-    dataset = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
+    dataset = LabelMapDataset(get_dataset(args.dataset), args.data_dir, "train_aug", TrainTransform(
         args.image_size, args.min_image_size, args.max_image_size, label_size=grid), label_dir=label_dir)
     check_label_folder(label_dir, dataset.ids, "affinity label", "make_affinity_labels.py")
     check_batch_size(len(dataset), args.batch_size)

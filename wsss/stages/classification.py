@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from wsss.algorithms.cam import maps_to_label
+from wsss.data.dataset_registry import add_dataset_argument, get_dataset
 from wsss.data.datasets import ClassificationDataset, ClassificationEvalDataset
 from wsss.data.transforms import TopLeftCropTransform, TrainTransform, parse_augment
 from wsss.data.visualize import denormalize, heatmap_overlay
@@ -45,7 +46,7 @@ class TrainingDataset(ClassificationDataset):
 
 def add_arguments(parser, method):
     """The shared training flags, then the method's own."""
-    add_training_arguments(parser)
+    add_dataset_argument(add_training_arguments(parser))
     method.add_arguments(parser)
 
 
@@ -107,12 +108,13 @@ def train(args, method):
     transform = (method.training_transform or TrainTransform)(
         args.image_size, args.min_image_size, args.max_image_size, args.augment)
     options = vars(args)
-    train_set = TrainingDataset(args.data_dir, options.get("train_list", TRAIN_LIST), transform)
-    eval_set = ClassificationEvalDataset(args.data_dir, options.get("val_list", EVAL_LIST),
+    benchmark = get_dataset(args.dataset)
+    train_set = TrainingDataset(benchmark, args.data_dir, options.get("train_list", TRAIN_LIST), transform)
+    eval_set = ClassificationEvalDataset(benchmark, args.data_dir, options.get("val_list", EVAL_LIST),
                                          TopLeftCropTransform(args.image_size))
     check_sizes(args, len(train_set))
     with as_stage_error():
-        model = method.build_model(args, args.pretrained).to(device)
+        model = method.build_model(args, args.pretrained, benchmark.num_classes).to(device)
 
     paths, log = start_run(args)
     train_loader = training_loader(train_set, args, device)

@@ -14,8 +14,9 @@ import time
 import numpy as np
 
 from wsss.algorithms.cam import maps_to_label
+from wsss.data.dataset_registry import get_dataset
 from wsss.data.datasets import ImageListDataset
-from wsss.data.voc import NUM_CLASSES, check_class_ids, load_class_info, load_mask, read_image_ids, require_files
+from wsss.data.voc import require_files
 from wsss.methods.cpn import build_network, cpn_image_cams
 from wsss.utils import distributed
 from wsss.utils.cli import parse_scales
@@ -24,8 +25,8 @@ from wsss.utils.files import (
     MAP_SUFFIXES,
     check_writable,
     find_maps,
-    load_label_png,
     load_checkpoint,
+    load_label_png,
     load_maps,
     load_weights,
     save_cams,
@@ -42,19 +43,19 @@ __all__ = ["SWEEP", "infer_cams", "read_cam_file", "cams_from_published_dict", "
            "sweep_line", "class_table_text", "log_entry", "evaluation_cam", "export_trunk"]
 
 SWEEP = [(index, index / 100.0) for index in range(20, 60)]  # (i, background score t = i/100)
-NUM_SCORED = NUM_CLASSES + 1
 
 
 def infer_cams(args):
     """infer_cam.py: CAM files of every image of --infer_list still without one in --out_cam.
     Returns the output folder."""
     out_dir = pathlib.Path(args.out_cam)
-    ids = plan_outputs(out_dir, read_image_ids(args.infer_list, args.data_dir), args.shard, MAP_SUFFIXES,
+    benchmark = get_dataset(args.dataset)
+    ids = plan_outputs(out_dir, benchmark.image_ids(args.infer_list, args.data_dir), args.shard, MAP_SUFFIXES,
                        "make it writable or pass another --out_cam")
-    dataset = ImageListDataset(args.data_dir, args.infer_list, ids=ids, with_labels=True)
+    dataset = ImageListDataset(benchmark, args.data_dir, args.infer_list, ids=ids, with_labels=True)
     device = distributed.process_device(args.device)
     with as_stage_error():
-        model = build_network(args.network)
+        model = build_network(args.network, num_classes=benchmark.num_classes)
     load_weights(model, args.weights)
     model.to(device).eval()
     scales = parse_scales(args.scales)
@@ -67,14 +68,14 @@ def infer_cams(args):
     return out_dir
 
 
-def cams_from_published_dict(data, path, size):
-    """(keys, maps) of a published CPN CAM dict {class index 0–19: H×W map} (`size` = H×W, used
-    when the dict is empty)."""
+def cams_from_published_dict(data, path, size, num_classes=20):
+    """(keys, maps) of a published CPN CAM dict {class index 0…num_classes−1: H×W map} (`size` = H×W,
+    used when the dict is empty)."""
     if not isinstance(data, dict) or not all(isinstance(key, (int, np.integer)) for key in data):
         raise StageError(f"{path}: neither a CAM file of this pipeline nor CPN's {{class: map}} dict")
     classes = sorted(int(key) for key in data)
-    if classes and (classes[0] < 0 or classes[-1] >= NUM_CLASSES):
-        raise StageError(f"{path}: class indices {classes} outside 0-{NUM_CLASSES - 1}")
+    if classes and (classes[0] < 0 or classes[-1] >= num_classes):
+        raise StageError(f"{path}: class indices {classes} outside 0-{num_classes - 1}")
     maps = [np.asarray(data[key], dtype=np.float32) for key in sorted(data)]
     if any(array.shape != maps[0].shape or array.ndim != 2 for array in maps):
         raise StageError(f"{path}: the class maps differ in shape or are not 2-D")
@@ -82,7 +83,7 @@ def cams_from_published_dict(data, path, size):
     return keys, np.stack(maps) if maps else np.zeros((0, *size), np.float32)
 
 
-def read_cam_file(path, size, allow_pickle=False):
+def read_cam_file(path, size, num_classes, allow_pickle=False):
     """(keys, full-size maps) of one CAM file: this project's `.npz` (`hr_cam`), or with
     `allow_pickle` a published pickled `.npy`: CPN's dict or this project's published dict layout."""
     path = pathlib.Path(path)
@@ -92,8 +93,8 @@ def read_cam_file(path, size, allow_pickle=False):
         except Exception as error:
             raise StageError(f"{path}: unreadable map file ({type(error).__name__}: {error}); rerun infer_cam.py")
         if not (isinstance(data, dict) and "keys" in data):
-            return cams_from_published_dict(data, path, size)
-    maps = load_maps(path, NUM_CLASSES, allow_pickle=allow_pickle)
+            return cams_from_published_dict(data, path, size, num_classes)
+    maps = load_maps(path, num_classes, allow_pickle=allow_pickle)
     if "hr_cam" not in maps:
         raise StageError(f"{path}: no 'hr_cam' array (has {sorted(maps)}); not a CAM file")
     if maps["hr_cam"].shape[0] != len(maps["keys"]) - 1:
@@ -109,40 +110,41 @@ def prediction_file(predict_dir, image_id, kind):
     return path if path.is_file() else None
 
 
-def image_matrices(image_id, predict_dir, gt_dir, kind, thresholds, allow_pickle):
+def image_matrices(image_id, predict_dir, mask_path, benchmark, kind, thresholds, allow_pickle):
     """One confusion matrix per background score (the same one for every score with PNG labels).
 
     npy: argmax of [t, maps of the present classes] mapped through the keys, as published (the
     published code also stacked zero maps for the absent classes, which never win over t > 0)."""
-    ground_truth = load_mask(gt_dir / f"{image_id}.png")
+    ground_truth = benchmark.load_mask(mask_path(image_id))
     path = prediction_file(predict_dir, image_id, kind)
     if kind == "png":
-        predictions = [check_class_ids(load_label_png(path), path)] * len(thresholds)
+        predictions = [benchmark.check_class_ids(load_label_png(path), path)] * len(thresholds)
     else:
-        keys, maps = read_cam_file(path, ground_truth.shape, allow_pickle)
+        keys, maps = read_cam_file(path, ground_truth.shape, benchmark.num_classes, allow_pickle)
         predictions = [maps_to_label(maps, keys, threshold) for threshold in thresholds]
     matrices = []
     for prediction in predictions:
         if prediction.shape != ground_truth.shape:
             raise StageError(f"{path}: prediction is {prediction.shape[0]}×{prediction.shape[1]} but the ground "
                              f"truth is {ground_truth.shape[0]}×{ground_truth.shape[1]}; wrong image or folder")
-        metric = SegmentationMetric(NUM_SCORED)
+        metric = SegmentationMetric(benchmark.num_classes_with_background)
         metric.update(prediction, ground_truth)
         matrices.append(metric.matrix)
     return np.stack(matrices)
 
 
-def evaluate_predictions(predict_dir, gt_dir, ids, kind, thresholds, num_workers=1, allow_pickle=False):
-    """Scores (SegmentationMetric.scores()) per background score over every listed image."""
-    predict_dir, gt_dir = pathlib.Path(predict_dir), pathlib.Path(gt_dir)
-    require_files((gt_dir / f"{image_id}.png" for image_id in ids), "ground-truth mask",
+def evaluate_predictions(predict_dir, mask_path, benchmark, ids, kind, thresholds, num_workers=1, allow_pickle=False):
+    """Scores (SegmentationMetric.scores()) per background score over every listed image;
+    `mask_path(id)` is an image's ground truth, `benchmark` the dataset entry."""
+    predict_dir = pathlib.Path(predict_dir)
+    require_files((mask_path(image_id) for image_id in ids), "ground-truth mask",
                   "every listed image needs one; check --gt_dir and --list")
     suffix = ".npz (or the published .npy)" if kind == "npy" else ".png"
     missing = [image_id for image_id in ids if prediction_file(predict_dir, image_id, kind) is None]
     if missing:
         raise StageError(f"{predict_dir / missing[0]}{suffix}: prediction missing ({len(missing)} of {len(ids)} "
                          f"listed images have none); run infer_cam.py first or check --predict_dir and --type")
-    work = functools.partial(image_matrices, predict_dir=predict_dir, gt_dir=gt_dir, kind=kind,
+    work = functools.partial(image_matrices, predict_dir=predict_dir, mask_path=mask_path, benchmark=benchmark, kind=kind,
                              thresholds=thresholds, allow_pickle=allow_pickle)
     total = None
     bar = functools.partial(progress, total=len(ids), desc="evaluate")
@@ -155,7 +157,7 @@ def evaluate_predictions(predict_dir, gt_dir, ids, kind, thresholds, num_workers
             total = matrices if total is None else total + matrices
     scores = []
     for matrix in total:
-        metric = SegmentationMetric(NUM_SCORED)
+        metric = SegmentationMetric(benchmark.num_classes_with_background)
         metric.matrix = matrix
         scores.append(metric.scores())
     return scores
@@ -201,9 +203,8 @@ def check_log_file(path):
 def evaluation_cam(args):
     """evaluation_cam.py: the sweep (--curve) or one --t, printed and appended to --logfile as
     published, plus a JSON result in experiments/evaluations/. Returns the result."""
-    gt_dir = pathlib.Path(args.gt_dir)
-    if not gt_dir.is_dir():
-        raise StageError(f"{gt_dir}: ground-truth folder not found; pass --gt_dir pointing at VOC's SegmentationClass/")
+    benchmark = get_dataset(args.dataset)
+    data_dir, mask_path = benchmark.ground_truth(args.gt_dir)
     predict_dir = pathlib.Path(args.predict_dir)
     if not predict_dir.is_dir():
         raise StageError(f"{predict_dir}: prediction folder not found; run infer_cam.py first or check --predict_dir")
@@ -213,10 +214,10 @@ def evaluation_cam(args):
     list_name = pathlib.Path(args.list).stem
     out = ExperimentPaths().evaluation(predict_dir.name, list_name)
     check_writable(out.parent, "make it writable or run from another folder")
-    ids = read_image_ids(args.list, gt_dir.parent)
-    names = ["background"] + list(load_class_info()["class_names"])
+    ids = benchmark.image_ids(args.list, data_dir)
+    names = ["background"] + list(benchmark.class_names())
     sweep = SWEEP if args.curve else [(None, args.t)]
-    scores = evaluate_predictions(predict_dir, gt_dir, ids, args.type, [t for _, t in sweep], args.num_workers,
+    scores = evaluate_predictions(predict_dir, mask_path, benchmark, ids, args.type, [t for _, t in sweep], args.num_workers,
                                   args.allow_pickle)
     result = {"list": str(args.list), "predict_dir": str(predict_dir), "type": args.type, "images": len(ids),
               "curve": args.curve}
@@ -230,7 +231,7 @@ def evaluation_cam(args):
         best = 0
         print(class_table_text(names, scores[0]))
         append_log(args.logfile, {**dict(zip(names, scores[0]["IoU"])), "mIoU": scores[0]["mIoU"]}, args.comment)
-    result.update({"threshold": sweep[best][1], **scores[best]})  # IoU: the 21 classes in VOC's order
+    result.update({"threshold": sweep[best][1], **scores[best]})  # IoU: background, then the dataset's classes in order
     write_json(out, result)
     print(f"results in {out}")
     return result

@@ -1,11 +1,11 @@
-"""Scoring a folder of predictions against VOC ground truth (docs/design.md §6.10), in worker processes."""
+"""Scoring a folder of predictions against a dataset's ground truth (docs/design.md §6.10), in worker processes."""
 import functools
 import multiprocessing
 
 import numpy as np
 
 from wsss.algorithms.cam import maps_to_label
-from wsss.data.voc import check_class_ids, load_mask, require_files
+from wsss.data.voc import require_files
 from wsss.stages.map_kinds import EVALUATE_MODES
 from wsss.utils.errors import StageError
 from wsss.utils.files import find_maps, load_label_png, load_maps
@@ -36,17 +36,18 @@ def check_predictions(pred_dir, ids, mode):
                          "have none); run the stage that writes them first")
 
 
-def check_ground_truth(gt_dir, ids):
-    require_files((gt_dir / f"{image_id}.png" for image_id in ids), "ground-truth mask",
+def check_ground_truth(mask_path, ids):
+    require_files((mask_path(image_id) for image_id in ids), "ground-truth mask",
                   "every listed image needs one; check --gt_dir/--data_dir and --domain")
 
 
-def image_matrices(image_id, pred_dir, gt_dir, mode, thresholds, num_classes, allow_pickle):
+def image_matrices(image_id, pred_dir, mask_path, benchmark, mode, thresholds, allow_pickle):
     """Confusion matrices of one image, one per threshold (a single one for PNG predictions)."""
-    ground_truth = load_mask(gt_dir / f"{image_id}.png")
+    ground_truth = benchmark.load_mask(mask_path(image_id))
+    num_classes = benchmark.num_classes_with_background
     path = prediction_path(pred_dir, image_id, mode)
     if path.suffix == ".png":
-        predictions = [check_class_ids(load_label_png(path), path, void=True)] * len(thresholds)
+        predictions = [benchmark.check_class_ids(load_label_png(path), path, void=True)] * len(thresholds)
     else:
         maps = load_maps(path, num_classes - 1, allow_pickle=allow_pickle)
         kind = EVALUATE_MODES[mode]
@@ -68,13 +69,15 @@ def image_matrices(image_id, pred_dir, gt_dir, mode, thresholds, num_classes, al
     return np.stack(matrices)
 
 
-def evaluate_folder(pred_dir, gt_dir, ids, mode, thresholds, num_classes, num_workers=1, allow_pickle=False,
+def evaluate_folder(pred_dir, mask_path, benchmark, ids, mode, thresholds, num_workers=1, allow_pickle=False,
                     progress=True):
-    """One SegmentationMetric per threshold (aligned with `thresholds`) over every listed image."""
-    check_ground_truth(gt_dir, ids)
+    """One SegmentationMetric per threshold (aligned with `thresholds`) over every listed image;
+    `mask_path(id)` is an image's ground truth, `benchmark` the dataset entry (classes, mask reader)."""
+    check_ground_truth(mask_path, ids)
     check_predictions(pred_dir, ids, mode)
-    work = functools.partial(image_matrices, pred_dir=pred_dir, gt_dir=gt_dir, mode=mode,
-                             thresholds=thresholds, num_classes=num_classes, allow_pickle=allow_pickle)
+    num_classes = benchmark.num_classes_with_background
+    work = functools.partial(image_matrices, pred_dir=pred_dir, mask_path=mask_path, benchmark=benchmark, mode=mode,
+                             thresholds=thresholds, allow_pickle=allow_pickle)
     total = np.zeros((len(thresholds), num_classes, num_classes + 1), dtype=np.int64)
     bar = functools.partial(progress_bar, total=len(ids), desc="evaluate", disable=not progress)
     if num_workers > 1:
@@ -138,7 +141,7 @@ def published_printout(mode, thresholds, scores):
 
 
 def class_table(scores, class_names):
-    """Per-class IoU in the paper's layout: background, the 20 classes, then mIoU."""
+    """Per-class IoU in the paper's layout: background, the classes, then mIoU."""
     names = ["background"] + list(class_names) + ["mIoU"]
     values = list(scores["IoU"]) + [scores["mIoU"]]
     width = max(len(name) for name in names)

@@ -18,7 +18,8 @@ import torch
 from wsss.algorithms.cam import strided_size
 from wsss.algorithms.perimeter_fit import combine_perimeter_fit, perimeter_fit, perimeter_map
 from wsss.algorithms.uss import segment_image
-from wsss.data.voc import NUM_CLASSES, VOCData, load_image, read_image_ids, require_files
+from wsss.data.dataset_registry import get_dataset
+from wsss.data.voc import load_image, require_files
 from wsss.utils import distributed
 from wsss.utils.errors import StageError
 from wsss.utils.files import (
@@ -57,11 +58,11 @@ def picture_suffix(lossless):
     return ".png" if lossless else ".jpg"
 
 
-def listed_or_found(domain, data_dir, folder, suffixes, noun, flag):
-    """The ids of the `domain` list, or without a domain (as published) those of every file in `folder`
-    with one of `suffixes`, in name order."""
-    if domain is not None:
-        return read_image_ids(domain, data_dir)
+def listed_or_found(args, folder, suffixes, noun, flag):
+    """The ids of the --domain list of --dataset, or without a domain (as published) those of every
+    file in `folder` with one of `suffixes`, in name order."""
+    if args.domain is not None:
+        return get_dataset(args.dataset).image_ids(args.domain, args.data_dir)
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise StageError(f"{folder}: {noun} folder not found; pass {flag} or --domain with --data_dir")
@@ -109,10 +110,14 @@ def threads_per_worker(num_workers):
 
 # USS.py
 
-def segment_one(image_id, image_dir, out_dir, suffix, segment, rgb, max_iterations, device, threads):
+def jpeg_in_folder(folder, image_id):
+    return folder / f"{image_id}.jpg"
+
+
+def segment_one(image_id, image_path, out_dir, suffix, segment, rgb, max_iterations, device, threads):
     if threads is not None:
         torch.set_num_threads(threads)
-    image = np.asarray(load_image(image_dir / f"{image_id}.jpg"))
+    image = np.asarray(load_image(image_path(image_id)))
     if not rgb:
         image = image[..., ::-1]  # OpenCV's BGR array, fed to scikit-image and the network as if it were RGB
     result = segment_image(np.ascontiguousarray(image), segment, max_iterations=max_iterations, device=device)
@@ -126,15 +131,17 @@ def segment_images(args):
     image_dir = pathlib.Path(args.image_dir or pathlib.Path(args.data_dir) / "JPEGImages")
     out_dir = folder_or_published(args.uss_dir, "USS", args.segment)
     suffix = picture_suffix(args.lossless)
-    ids = listed_or_found(args.domain, args.data_dir, image_dir, (".jpg",), "image", "--image_dir or --data_dir")
+    ids = listed_or_found(args, image_dir, (".jpg",), "image", "--image_dir or --data_dir")
     ids = plan_outputs(out_dir, ids, args.shard, (suffix,), "make it writable or pass another --uss_dir")
-    require_files((image_dir / f"{image_id}.jpg" for image_id in ids), "image",
-                  "check --image_dir/--data_dir and --domain")
+    # {image_dir}/{id}.jpg, or where --dataset keeps the image (VOC's JPEGImages/, COCO's train2014/…)
+    image_path = (functools.partial(jpeg_in_folder, image_dir) if args.image_dir
+                  else get_dataset(args.dataset).open(args.data_dir).image_path)
+    require_files((image_path(image_id) for image_id in ids), "image", "check --image_dir/--data_dir and --domain")
     device = distributed.process_device(args.device)
     # forked workers cannot use CUDA once this process has asked for it: on a GPU the images run here,
     # and several processes share a GPU through torchrun with an explicit --device cuda:0
     workers = args.num_workers if device.type == "cpu" else 0
-    work = functools.partial(segment_one, image_dir=image_dir, out_dir=out_dir, suffix=suffix, segment=args.segment,
+    work = functools.partial(segment_one, image_path=image_path, out_dir=out_dir, suffix=suffix, segment=args.segment,
                              rgb=args.rgb, max_iterations=args.max_iterations, device=str(device),
                              threads=threads_per_worker(workers))
     run_per_image(work, ids, out_dir, workers)
@@ -153,7 +160,7 @@ def detect_edges(args):
     uss_dir = folder_or_published(args.uss_dir, "USS", args.segment)
     out_dir = folder_or_published(args.pm_dir, "PM", args.segment)
     suffix = picture_suffix(args.lossless)
-    ids = listed_or_found(args.domain, args.data_dir, uss_dir, PICTURE_SUFFIXES, "segmentation map", "--uss_dir")
+    ids = listed_or_found(args, uss_dir, PICTURE_SUFFIXES, "segmentation map", "--uss_dir")
     ids = plan_outputs(out_dir, ids, args.shard, (suffix,), "make it writable or pass another --pm_dir")
     require_pictures(uss_dir, ids, "USS")
     work = functools.partial(edges_one, uss_dir=uss_dir, out_dir=out_dir, suffix=suffix)
@@ -163,9 +170,9 @@ def detect_edges(args):
 
 # PerimeterFit.py
 
-def fit_one(image_id, cam_dir, uss_dir, pm_dir, out_dir, segment, allow_pickle):
+def fit_one(image_id, cam_dir, uss_dir, pm_dir, out_dir, segment, num_classes, allow_pickle):
     cam_path = find_maps(cam_dir, image_id)
-    hr_cam = cam_array(load_maps(cam_path, NUM_CLASSES, allow_pickle), "hr_cam", cam_path)
+    hr_cam = cam_array(load_maps(cam_path, num_classes, allow_pickle), "hr_cam", cam_path)
     uss_path, pm_path = find_picture(uss_dir, image_id), find_picture(pm_dir, image_id)
     picture, perimeter = load_segmentation_map(uss_path), load_perimeter_map(pm_path)
     if perimeter.shape != picture.shape[:2]:
@@ -186,7 +193,7 @@ def fit_perimeters(args):
     uss_dir = folder_or_published(args.uss_dir, "USS", args.segment)
     pm_dir = folder_or_published(args.pm_dir, "PM", args.segment)
     out_dir = folder_or_published(args.perimeterfit_dir, "PerimeterFit", args.segment)
-    ids = listed_or_found(args.domain, args.data_dir, cam_dir, MAP_SUFFIXES, "CAM", "--cam_path")
+    ids = listed_or_found(args, cam_dir, MAP_SUFFIXES, "CAM", "--cam_path")
     ids = plan_outputs(out_dir, ids, args.shard, (".npy",), "make it writable or pass another --perimeterfit_dir")
     check_map_files(cam_dir, ids, "CAM", "inference_classification.py")
     refuse_pickled(cam_dir, ids, args.allow_pickle)
@@ -195,17 +202,18 @@ def fit_perimeters(args):
     # compile (or load from numba's cache) the fills once here, so that forked workers inherit them
     perimeter_fit(np.full((2, 2, 3), 9, dtype=np.uint8), np.zeros((2, 2), dtype=np.uint8), np.zeros((0, 2, 2)), "quick")
     work = functools.partial(fit_one, cam_dir=cam_dir, uss_dir=uss_dir, pm_dir=pm_dir, out_dir=out_dir,
-                             segment=args.segment, allow_pickle=args.allow_pickle)
+                             segment=args.segment, num_classes=get_dataset(args.dataset).num_classes,
+                             allow_pickle=args.allow_pickle)
     run_per_image(work, ids, out_dir, args.num_workers)
     return out_dir
 
 
 # Combine_PerimeterFit.py
 
-def combine_one(image_id, data, cam_dir, slic_dir, quick_dir, out_dir, rebinarise, allow_pickle):
+def combine_one(image_id, data, num_classes, cam_dir, slic_dir, quick_dir, out_dir, rebinarise, allow_pickle):
     width, height = data.image(image_id).size
     cam_path = find_maps(cam_dir, image_id)
-    maps = load_maps(cam_path, NUM_CLASSES, allow_pickle)
+    maps = load_maps(cam_path, num_classes, allow_pickle)
     hr_cam, cam = cam_array(maps, "hr_cam", cam_path), cam_array(maps, "cam", cam_path)
     if hr_cam.shape[1:] != (height, width):
         raise StageError(f"{cam_path}: CAMs of {hr_cam.shape[1]}×{hr_cam.shape[2]} px but the image "
@@ -229,11 +237,12 @@ def combine_one(image_id, data, cam_dir, slic_dir, quick_dir, out_dir, rebinaris
 def combine(args):
     """Combine_PerimeterFit.py: every listed image's CAMs multiplied by its slic and quick masks.
     Returns the output folder."""
-    data = VOCData(args.data_dir)
+    benchmark = get_dataset(args.dataset)
+    data = benchmark.open(args.data_dir)
     cam_dir, out_dir = pathlib.Path(args.cam_dir), pathlib.Path(args.output_dir)
     slic_dir = folder_or_published(args.slic_dir, "PerimeterFit", "slic")
     quick_dir = folder_or_published(args.quick_dir, "PerimeterFit", "quick")
-    ids = plan_outputs(out_dir, read_image_ids(args.domain, args.data_dir), args.shard, MAP_SUFFIXES,
+    ids = plan_outputs(out_dir, benchmark.image_ids(args.domain, args.data_dir), args.shard, MAP_SUFFIXES,
                        "make it writable or pass another --output_dir")
     data.check_images(ids, args.domain)
     check_map_files(cam_dir, ids, "CAM", "inference_classification.py")
@@ -241,7 +250,7 @@ def combine(args):
     for segment, folder in (("slic", slic_dir), ("quick", quick_dir)):
         require_files((folder / f"{image_id}.npy" for image_id in ids), "PerimeterFit masks",
                       f"run PerimeterFit.py --segment {segment} on these CAMs first or check --{segment}_dir")
-    work = functools.partial(combine_one, data=data, cam_dir=cam_dir, slic_dir=slic_dir, quick_dir=quick_dir,
+    work = functools.partial(combine_one, data=data, num_classes=benchmark.num_classes, cam_dir=cam_dir, slic_dir=slic_dir, quick_dir=quick_dir,
                              out_dir=out_dir, rebinarise=args.rebinarise, allow_pickle=args.allow_pickle)
     run_per_image(work, ids, out_dir, args.num_workers)
     return out_dir

@@ -124,7 +124,7 @@ def single_class_columns(rows, label_columns, class_names):
 
 def class_iou_chart(results, class_names, title, bar=6, bar_gap=1, group_gap=8, left=110, right=60, length=520):
     """Grouped horizontal bars of per-class IoU (%), one group per class plus mIoU, one bar per
-    entry of `results` ({name: {"IoU": [21 values], "mIoU": value}})."""
+    entry of `results` ({name: {"IoU": [a value per class], "mIoU": value}})."""
     names = ["background"] + list(class_names) + ["mIoU"]
     series = list(results.items())
     group = len(series) * (bar + bar_gap) + group_gap

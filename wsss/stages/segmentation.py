@@ -15,10 +15,10 @@ from torch.utils.data import DataLoader
 
 from wsss.algorithms.cam import flip_fused_output, resize_maps
 from wsss.algorithms.crf import probability_crf
+from wsss.data.dataset_registry import get_dataset
 from wsss.data.datasets import LabelMapDataset, check_label_folder
 from wsss.data.transforms import TopLeftCropTransform, TrainTransform
 from wsss.data.visualize import colour_label, denormalize
-from wsss.data.voc import NUM_CLASSES, voc_palette
 from wsss.models.backbones import parameter_groups
 from wsss.models.segmentation_models import build_segmentation_model
 from wsss.utils import distributed
@@ -50,9 +50,10 @@ def check_arguments(args):
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, progress=True):
-    """Validation mIoU of the argmax at input size; also returns the first batch for pictures."""
-    metric = SegmentationMetric(NUM_CLASSES + 1)
+def evaluate(model, loader, device, num_classes, progress=True):
+    """Validation mIoU over `num_classes` (with background) of the argmax at input size; also returns
+    the first batch for pictures."""
+    metric = SegmentationMetric(num_classes)
     was_training = model.training
     model.eval()
     sample = None
@@ -80,13 +81,14 @@ def train(args):
     torch.autograd.set_detect_anomaly(args.detect_anomaly)
     device = distributed.setup(args.device)
     label_dir = ExperimentPaths(pred_dir=args.pred_dir).predictions(args.label_name)
-    train_set = LabelMapDataset(args.data_dir, "train_aug", TrainTransform(
+    benchmark = get_dataset(args.dataset)
+    train_set = LabelMapDataset(benchmark, args.data_dir, "train_aug", TrainTransform(
         args.image_size, args.min_image_size, args.max_image_size), label_dir=label_dir)
     check_label_folder(label_dir, train_set.ids, "pseudo label", "make_pseudo_labels.py")
     check_batch_size(len(train_set), args.batch_size)
-    valid_set = LabelMapDataset(args.data_dir, "val", TopLeftCropTransform(args.image_size))
+    valid_set = LabelMapDataset(benchmark, args.data_dir, "val", TopLeftCropTransform(args.image_size))
     with as_stage_error():
-        model = build_segmentation_model(args.architecture, args.backbone, num_classes=NUM_CLASSES + 1,
+        model = build_segmentation_model(args.architecture, args.backbone, num_classes=benchmark.num_classes + 1,
                                          mode=args.mode, use_gn=args.use_gn, pretrained=args.pretrained).to(device)
 
     paths, log = start_run(args)
@@ -101,7 +103,7 @@ def train(args):
         return {"total": segmentation_loss(model(images), labels)}
 
     def validate(model):
-        scores, sample = evaluate(model, valid_loader, device)
+        scores, sample = evaluate(model, valid_loader, device, benchmark.num_classes + 1)
         return ({name: scores[name] for name in ("mIoU", "FP", "FN")},
                 {"predictions": prediction_overlays(sample)})
 
@@ -129,26 +131,26 @@ def predict_probabilities(model, image, scales, device, amp="off"):
     return torch.softmax(fused_logits(model, image, scales, device, amp), dim=0).cpu().numpy()
 
 
-def write_prediction(path, image, probabilities, iteration, colour):
+def write_prediction(path, image, probabilities, iteration, palette=None):
     """Refine with the probability CRF (t = iteration, none when 0), argmax, write the PNG: class
-    ids, or VOC colours with `colour` (the test server's format)."""
+    ids, or with a `palette` (flat RGB list) a colour PNG (VOC's test server format)."""
     if iteration > 0:
         probabilities = probability_crf(image, probabilities, t=iteration)
     label = np.argmax(probabilities, axis=0)
-    if colour:
-        save_colour_png(path, label, voc_palette())
+    if palette is not None:
+        save_colour_png(path, label, palette)
     else:
         save_label_png(path, label)
 
 
-def predict_split(model, dataset, out_dir, scales, iteration, device, colour=False, num_workers=0, progress=True,
+def predict_split(model, dataset, out_dir, scales, iteration, device, palette=None, num_workers=0, progress=True,
                   amp="off"):
     """`{id}.png` for every (id, PIL image) of `dataset`. The network runs here (in the precision of
     `amp`); the CRF, argmax and write run in `num_workers` processes (inline when 0), so the outputs
     do not depend on it."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = functools.partial(write_prediction, iteration=iteration, colour=colour)
+    work = functools.partial(write_prediction, iteration=iteration, palette=palette)
     pool = (multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup)
             if num_workers > 0 else None)
     pending = collections.deque()

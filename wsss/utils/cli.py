@@ -84,7 +84,8 @@ def add_training_arguments(parser, **defaults):
     group.add_argument("--seed", type=int, default=values["seed"], help="random seed")
     group.add_argument("--num_workers", type=int, default=values["num_workers"], help="data loader worker processes")
     group.add_argument("--data_dir", type=str, default=values.get("data_dir", "../VOCtrainval_11-May-2012/"),
-                       help="VOC2012-format folder (JPEGImages/, Annotations/, SegmentationClass/)")
+                       help="dataset folder in --dataset's layout (VOC 2012: JPEGImages/, Annotations/, "
+                            "SegmentationClass/; COCO 2014: train2014/, val2014/, annotations/, mask/)")
     group.add_argument("--batch_size", type=int, default=values["batch_size"],
                        help="images per iteration (all GPUs and torchrun processes together)")
     group.add_argument("--max_epoch", type=int, default=values["max_epoch"], help="training epochs")
