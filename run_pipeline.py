@@ -139,6 +139,8 @@ def build_parser():
 
 
 def apply_preset(args):
+    if args.tag is None and args.dataset != DEFAULT_DATASET:  # the preset's runs on another dataset get their own names
+        args.tag = f"{PRESETS[args.preset]['tag']}-{args.dataset}"
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -500,12 +502,13 @@ def print_cpn_table(results, puzzle):
 
 
 def puzzle_summary(paths, args):
-    """The Puzzle-CAM run's Table 2 JSON of the same tag and preset, or None."""
+    """The Puzzle-CAM run's Table 2 JSON of the same tag, preset and dataset, or None."""
     path = paths.evaluation(args.tag, "table2")
     if not path.is_file():
         return None
     summary = read_json(path)
-    return summary if summary.get("preset") == args.preset else None
+    same_run = summary.get("preset") == args.preset and summary.get("dataset", DEFAULT_DATASET) == args.dataset
+    return summary if same_run else None
 
 
 def main(args):
@@ -543,10 +546,12 @@ def run(args):
             stage.script()
             continue
         resume = stage.training_tag and paths.training_state(stage.training_tag).is_file()
-        timings[stage.name] = run_stage(stage.name, stage.script, stage.flags + (["--resume", "True"] if resume else []))
+        resume_flags = ["--resume", "True"] if resume else []
+        timings[stage.name] = run_stage(stage.name, stage.script, stage.flags + resume_flags)
     results = {title: evaluate(title, *evaluation, plan) for title, evaluation in plan.evaluations.items()}
     summary = paths.evaluation(plan.result_tag, f"table{args.table}")
-    write_json(summary, {"preset": args.preset, **{title: result["mIoU"] for title, result in results.items()}})
+    write_json(summary, {"preset": args.preset, "dataset": args.dataset,
+                         **{title: result["mIoU"] for title, result in results.items()}})
     if args.table == 1:
         print_table("Table 1 (mIoU %): CAM quality on train by training loss", results,
                     {TABLE1_NAMES[k]: v for k, v in PAPER_TABLE1.items()}, "paper (ResNet-50, VOC)")
@@ -562,6 +567,8 @@ def run(args):
                         PAPER_TABLE2, "paper (ResNeSt-101, VOC)")
         report = paths.report(plan.result_tag)
         print(f"\nreport: {report / 'samples.png'}, {report / 'class_iou.png'}")
+    if args.dataset != DEFAULT_DATASET:
+        print(f"(this run: {plan.benchmark.title}; the paper columns are the papers' VOC numbers)")
     if timings:
         print("\nstage times (s): " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in timings.items()))
     print(f"results: {summary}\ntotal time: {time.perf_counter() - start:.0f} s")

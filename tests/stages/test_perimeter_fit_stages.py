@@ -217,11 +217,12 @@ def test_published_pickled_cams_only_with_allow_pickle(chain, tmp_path):
 def test_listing_a_folder_skips_temporaries_and_other_files(tmp_path):
     for name in ("b.jpg", "a.png", ".a.tmp.jpg", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
-    assert stages.listed_or_found(None, ".", tmp_path, (".jpg", ".png"), "map", "--x") == ["a", "b"]
+    unlisted = types.SimpleNamespace(domain=None, data_dir=".", dataset="voc12")
+    assert stages.listed_or_found(unlisted, tmp_path, (".jpg", ".png"), "map", "--x") == ["a", "b"]
     with pytest.raises(StageError, match="no map files"):
-        stages.listed_or_found(None, ".", tmp_path, (".npz",), "map", "--x")
+        stages.listed_or_found(unlisted, tmp_path, (".npz",), "map", "--x")
     with pytest.raises(StageError, match="folder not found; pass --x"):
-        stages.listed_or_found(None, ".", tmp_path / "absent", (".jpg",), "map", "--x")
+        stages.listed_or_found(unlisted, tmp_path / "absent", (".jpg",), "map", "--x")
 
 
 def test_picture_formats_round_trip_and_refuse_bad_files(tmp_path):
