@@ -169,6 +169,20 @@ class Plan:
         self.evaluations = {}
         self.report = None  # make_report.py's flags (Table 2)
         self.result_tag = args.tag  # names the report folder and the table's JSON
+        if self.benchmark.mask_script is not None:
+            self.ground_truth()
+
+    def ground_truth(self):
+        """The dataset's mask rendering (COCO's make_coco_masks.py), done when every train and val
+        image has its mask."""
+        a = self.args
+
+        def done():
+            data = self.benchmark.open(a.data_dir)
+            return all(data.mask_path(i).is_file() for domain in ("train", "val")
+                       for i in self.benchmark.image_ids(domain, a.data_dir))
+        self.add("ground-truth masks", self.benchmark.mask_script,
+                 flags(data_dir=a.data_dir, num_workers=a.num_workers), done)
 
     def add(self, name, script, stage_flags, done, training_tag=None):
         self.stages.append(Stage(name, script, stage_flags, done, training_tag))
@@ -248,19 +262,6 @@ class Plan:
 
     def evaluate(self, title, name, mode, domain):
         self.evaluations[title] = (name, mode, domain)
-
-
-def ground_truth_stage(plan):
-    """The dataset's mask rendering (COCO's make_coco_masks.py), done when every train and val image
-    has its mask."""
-    a = plan.args
-
-    def done():
-        data = plan.benchmark.open(a.data_dir)
-        return all(data.mask_path(i).is_file() for domain in ("train", "val")
-                   for i in plan.benchmark.image_ids(domain, a.data_dir))
-    return Stage("ground-truth masks", plan.benchmark.mask_script,
-                 flags(data_dir=a.data_dir, num_workers=a.num_workers), done, None)
 
 
 def table1(args):
@@ -534,8 +535,6 @@ def run(args):
         check_writable(pathlib.Path(args.data_dir), "choose a --data_dir you can write, or run from another folder")
         TOY_DATA[args.dataset][1](args.data_dir)
     plan = table1(args) if args.table == 1 else cpn_chain(args) if args.method == "cpn" else table2(args)
-    if plan.benchmark.mask_script is not None:
-        plan.stages.insert(0, ground_truth_stage(plan))
     timings = {}
     for stage in plan.stages:
         if stage.done():

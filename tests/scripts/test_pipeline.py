@@ -100,7 +100,8 @@ def test_pipeline_interrupted_midway_then_rerun_finishes_and_a_third_run_skips_e
     for row in ("CAM ", "CAM+RW ", "CAM+RW+dCRF", "DeepLabv3+ val"):
         assert row in table
     summary = json.loads((tmp_path / "experiments" / "evaluations" / "Toy@table2.json").read_text())
-    assert set(summary) == {"preset", "CAM", "CAM+RW", "CAM+RW+dCRF", "DeepLabv3+ val"}
+    assert set(summary) == {"preset", "dataset", "CAM", "CAM+RW", "CAM+RW+dCRF", "DeepLabv3+ val"}
+    assert summary["dataset"] == "voc12"
     for name in ("samples.png", "class_iou.png"):
         with Image.open(tmp_path / "experiments" / "reports" / "Toy" / name) as picture:
             assert picture.mode == "RGB" and min(picture.size) > 100
@@ -112,3 +113,20 @@ def test_pipeline_interrupted_midway_then_rerun_finishes_and_a_third_run_skips_e
     for stage in STAGES:
         assert f"== {stage}: complete, skipped" in third.stdout
     assert third.stdout[third.stdout.index("Table 2"):].splitlines()[:6] == table.splitlines()[:6]
+
+
+def test_coco_plan_renders_the_masks_first_and_passes_the_dataset_to_every_stage():
+    args = run_pipeline.apply_preset(run_pipeline.build_parser().parse_args(["--dataset", "coco14"]))
+    assert args.data_dir == "toy_coco" and args.tag == "Toy-coco14"
+    plan = run_pipeline.table2(args)
+    assert [stage.script for stage in plan.stages[:2]] == ["make_coco_masks.py", "train_classification_with_puzzle.py"]
+    for stage in plan.stages[1:]:
+        stage_flags = dict(zip(stage.flags[::2], stage.flags[1::2]))
+        assert stage_flags["--dataset"] == "coco14" and stage_flags["--data_dir"] == "toy_coco", stage.name
+    assert "--dataset" not in plan.stages[0].flags  # make_coco_masks.py is COCO's own script
+    report = dict(zip(plan.report[::2], plan.report[1::2]))
+    assert report["--dataset"] == "coco14"
+    # VOC plans name no dataset: the printed command lines stay the published ones
+    voc = run_pipeline.table2(run_pipeline.apply_preset(run_pipeline.build_parser().parse_args([])))
+    assert voc.stages[0].script == "train_classification_with_puzzle.py"
+    assert all("--dataset" not in stage.flags for stage in voc.stages)

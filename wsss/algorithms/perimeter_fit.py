@@ -177,6 +177,8 @@ def combine_perimeter_fit(hr_cam, cam, slic_masks, quick_masks, rebinarise=False
                          f"{hr_cam.shape} need {expected}")
     if cam.ndim != 3 or cam.shape[0] != hr_cam.shape[0]:
         raise ValueError(f"the stride-4 CAMs have shape {cam.shape}, the full-resolution ones {hr_cam.shape}")
+    if len(hr_cam) == 0:  # an image without classes (COCO has some): nothing to scale, and no map to resize
+        return hr_cam.copy(), cam.copy()
     slic = torch.from_numpy(np.asarray(slic_masks) > 0).double()[1:]
     quick = torch.from_numpy(np.asarray(quick_masks) > 0).double()[1:]
     hr = torch.from_numpy(hr_cam).double()

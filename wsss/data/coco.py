@@ -40,7 +40,7 @@ import re
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from wsss.data.voc import load_image, parse_image_list, require_files
+from wsss.data.voc import PUBLISHED_LIST_FOLDER, load_image, parse_image_list, require_files
 from wsss.utils.errors import StageError
 from wsss.utils.files import load_label_png
 from wsss.utils.labels import check_class_ids
@@ -293,7 +293,12 @@ class COCOData:
 
     def image_ids(self, domain):
         """The ids of a list: `train`/`train_aug`/`train2014` or `val`/`val2014` (every image of the
-        split), a list file `{data_dir}/ImageSets/{domain}.txt`, or the path of a `.txt` list of ids."""
+        split), a list file `{data_dir}/ImageSets/{domain}.txt`, or the path of a `.txt` list of ids.
+        A path into the published code's `voc12/` folder that does not exist (`voc12/train_aug.txt`,
+        a default of CPN's scripts) is read as its name (`train_aug`), as for VOC."""
+        given = pathlib.Path(domain)
+        if given.suffix == ".txt" and given.parent.name == PUBLISHED_LIST_FOLDER and not given.is_file():
+            domain = given.stem
         if domain in DOMAIN_SPLITS:
             return list(self.records(DOMAIN_SPLITS[domain]))
         path = pathlib.Path(domain) if domain.endswith(".txt") else self.root / "ImageSets" / f"{domain}.txt"
