@@ -7,7 +7,6 @@ sweep's background scores 0.20–0.59 correspond to 0.40–1.18 on the usual sca
 pickled `.npy` dicts ({class 0–19: H×W}) are read only with `allow_pickle`.
 """
 import functools
-import multiprocessing
 import pathlib
 import time
 
@@ -16,8 +15,8 @@ import numpy as np
 from wsss.algorithms.cam import maps_to_label
 from wsss.data.dataset_registry import get_dataset
 from wsss.data.datasets import ImageListDataset
-from wsss.data.voc import require_files
 from wsss.methods.cpn import build_network, cpn_image_cams
+from wsss.stages.evaluation import score_images
 from wsss.utils import distributed
 from wsss.utils.cli import parse_scales
 from wsss.utils.errors import StageError, as_stage_error
@@ -33,11 +32,8 @@ from wsss.utils.files import (
     save_checkpoint,
     write_json,
 )
-from wsss.utils.logs import progress
-from wsss.utils.metrics import SegmentationMetric
 from wsss.utils.paths import ExperimentPaths
 from wsss.utils.per_image import plan_outputs, run_over_loader
-from wsss.utils.processes import pool_worker_setup
 
 __all__ = ["SWEEP", "infer_cams", "read_cam_file", "cams_from_published_dict", "evaluate_predictions",
            "sweep_line", "class_table_text", "log_entry", "evaluation_cam", "export_trunk"]
@@ -110,57 +106,32 @@ def prediction_file(predict_dir, image_id, kind):
     return path if path.is_file() else None
 
 
-def image_matrices(image_id, predict_dir, mask_path, benchmark, kind, thresholds, allow_pickle):
-    """One confusion matrix per background score (the same one for every score with PNG labels).
+def cam_predictions(image_id, shape, predict_dir, benchmark, kind, thresholds, allow_pickle):
+    """(path, label maps) of one image, one per background score (the same PNG for every score).
 
     npy: argmax of [t, maps of the present classes] mapped through the keys, as published (the
     published code also stacked zero maps for the absent classes, which never win over t > 0)."""
-    ground_truth = benchmark.load_mask(mask_path(image_id))
     path = prediction_file(predict_dir, image_id, kind)
     if kind == "png":
-        predictions = [benchmark.check_class_ids(load_label_png(path), path)] * len(thresholds)
-    else:
-        keys, maps = read_cam_file(path, ground_truth.shape, benchmark.num_classes, allow_pickle)
-        predictions = [maps_to_label(maps, keys, threshold) for threshold in thresholds]
-    matrices = []
-    for prediction in predictions:
-        if prediction.shape != ground_truth.shape:
-            raise StageError(f"{path}: prediction is {prediction.shape[0]}×{prediction.shape[1]} but the ground "
-                             f"truth is {ground_truth.shape[0]}×{ground_truth.shape[1]}; wrong image or folder")
-        metric = SegmentationMetric(benchmark.num_classes_with_background)
-        metric.update(prediction, ground_truth)
-        matrices.append(metric.matrix)
-    return np.stack(matrices)
+        return path, [benchmark.check_class_ids(load_label_png(path), path)] * len(thresholds)
+    keys, maps = read_cam_file(path, shape, benchmark.num_classes, allow_pickle)
+    return path, [maps_to_label(maps, keys, threshold) for threshold in thresholds]
 
 
 def evaluate_predictions(predict_dir, mask_path, benchmark, ids, kind, thresholds, num_workers=1, allow_pickle=False):
     """Scores (SegmentationMetric.scores()) per background score over every listed image;
     `mask_path(id)` is an image's ground truth, `benchmark` the dataset entry."""
     predict_dir = pathlib.Path(predict_dir)
-    require_files((mask_path(image_id) for image_id in ids), "ground-truth mask",
-                  "every listed image needs one; check --gt_dir and --list")
     suffix = ".npz (or the published .npy)" if kind == "npy" else ".png"
     missing = [image_id for image_id in ids if prediction_file(predict_dir, image_id, kind) is None]
     if missing:
         raise StageError(f"{predict_dir / missing[0]}{suffix}: prediction missing ({len(missing)} of {len(ids)} "
                          f"listed images have none); run infer_cam.py first or check --predict_dir and --type")
-    work = functools.partial(image_matrices, predict_dir=predict_dir, mask_path=mask_path, benchmark=benchmark, kind=kind,
-                             thresholds=thresholds, allow_pickle=allow_pickle)
-    total = None
-    bar = functools.partial(progress, total=len(ids), desc="evaluate")
-    if num_workers > 1:
-        with multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup) as pool:
-            for matrices in bar(pool.imap_unordered(work, ids, chunksize=8)):
-                total = matrices if total is None else total + matrices
-    else:
-        for matrices in bar(map(work, ids)):
-            total = matrices if total is None else total + matrices
-    scores = []
-    for matrix in total:
-        metric = SegmentationMetric(benchmark.num_classes_with_background)
-        metric.matrix = matrix
-        scores.append(metric.scores())
-    return scores
+    predictions_of = functools.partial(cam_predictions, predict_dir=predict_dir, benchmark=benchmark, kind=kind,
+                                       thresholds=thresholds, allow_pickle=allow_pickle)
+    metrics = score_images(ids, predictions_of, len(thresholds), mask_path, benchmark, num_workers,
+                           advice="check --gt_dir and --list")
+    return [metric.scores() for metric in metrics]
 
 
 def sweep_line(index, threshold, miou):
@@ -217,8 +188,8 @@ def evaluation_cam(args):
     ids = benchmark.image_ids(args.list, data_dir)
     names = ["background"] + list(benchmark.class_names())
     sweep = SWEEP if args.curve else [(None, args.t)]
-    scores = evaluate_predictions(predict_dir, mask_path, benchmark, ids, args.type, [t for _, t in sweep], args.num_workers,
-                                  args.allow_pickle)
+    scores = evaluate_predictions(predict_dir, mask_path, benchmark, ids, args.type, [t for _, t in sweep],
+                                  args.num_workers, args.allow_pickle)
     result = {"list": str(args.list), "predict_dir": str(predict_dir), "type": args.type, "images": len(ids),
               "curve": args.curve}
     if args.curve:
@@ -226,7 +197,8 @@ def evaluation_cam(args):
             print(sweep_line(index, threshold, score["mIoU"]))
         append_log(args.logfile, {"mIoU": [score["mIoU"] for score in scores]}, args.comment)
         best = max(range(len(sweep)), key=lambda position: (scores[position]["mIoU"], -position))
-        result["sweep"] = [{"threshold": threshold, "mIoU": score["mIoU"]} for (_, threshold), score in zip(sweep, scores)]
+        result["sweep"] = [{"threshold": threshold, "mIoU": score["mIoU"]}
+                           for (_, threshold), score in zip(sweep, scores)]
     else:
         best = 0
         print(class_table_text(names, scores[0]))

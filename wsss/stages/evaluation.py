@@ -36,49 +36,32 @@ def check_predictions(pred_dir, ids, mode):
                          "have none); run the stage that writes them first")
 
 
-def check_ground_truth(mask_path, ids):
-    require_files((mask_path(image_id) for image_id in ids), "ground-truth mask",
-                  "every listed image needs one; check --gt_dir/--data_dir and --domain")
-
-
-def image_matrices(image_id, pred_dir, mask_path, benchmark, mode, thresholds, allow_pickle):
-    """Confusion matrices of one image, one per threshold (a single one for PNG predictions)."""
+def image_matrices(image_id, predictions_of, mask_path, benchmark):
+    """Confusion matrices of one image, one per label map that `predictions_of(image_id, shape)`
+    returns as (path, label maps) for the ground truth's `shape`."""
     ground_truth = benchmark.load_mask(mask_path(image_id))
-    num_classes = benchmark.num_classes_with_background
-    path = prediction_path(pred_dir, image_id, mode)
-    if path.suffix == ".png":
-        predictions = [benchmark.check_class_ids(load_label_png(path), path, void=True)] * len(thresholds)
-    else:
-        maps = load_maps(path, num_classes - 1, allow_pickle=allow_pickle)
-        kind = EVALUATE_MODES[mode]
-        key = kind.label_array
-        if key not in maps:
-            raise StageError(f"{path}: no '{key}' array (has {sorted(maps)}); --mode {mode} expects "
-                             f"{kind.noun} files")
-        if maps[key].shape[0] != len(maps["keys"]) - 1:
-            raise StageError(f"{path}: {maps[key].shape[0]} maps for {len(maps['keys']) - 1} classes in 'keys'")
-        predictions = [maps_to_label(maps[key], maps["keys"], threshold) for threshold in thresholds]
+    path, predictions = predictions_of(image_id, ground_truth.shape)
     matrices = []
     for prediction in predictions:
         if prediction.shape != ground_truth.shape:
             raise StageError(f"{path}: prediction is {prediction.shape[0]}×{prediction.shape[1]} but the ground "
-                             f"truth is {ground_truth.shape[0]}×{ground_truth.shape[1]}; wrong image or stage")
-        metric = SegmentationMetric(num_classes)
+                             f"truth is {ground_truth.shape[0]}×{ground_truth.shape[1]}; wrong image or folder")
+        metric = SegmentationMetric(benchmark.num_classes_with_background)
         metric.update(prediction, ground_truth)
         matrices.append(metric.matrix)
     return np.stack(matrices)
 
 
-def evaluate_folder(pred_dir, mask_path, benchmark, ids, mode, thresholds, num_workers=1, allow_pickle=False,
-                    progress=True):
-    """One SegmentationMetric per threshold (aligned with `thresholds`) over every listed image;
-    `mask_path(id)` is an image's ground truth, `benchmark` the dataset entry (classes, mask reader)."""
-    check_ground_truth(mask_path, ids)
-    check_predictions(pred_dir, ids, mode)
+def score_images(ids, predictions_of, count, mask_path, benchmark, num_workers=1, progress=True,
+                 advice="check --gt_dir/--data_dir and --domain"):
+    """One SegmentationMetric per prediction (`count` per image, aligned) summed over every listed
+    image, in `num_workers` processes; `predictions_of` as image_matrices takes it (a picklable
+    callable), `mask_path(id)` an image's ground truth, `benchmark` the dataset entry."""
+    require_files((mask_path(image_id) for image_id in ids), "ground-truth mask",
+                  f"every listed image needs one; {advice}")
     num_classes = benchmark.num_classes_with_background
-    work = functools.partial(image_matrices, pred_dir=pred_dir, mask_path=mask_path, benchmark=benchmark, mode=mode,
-                             thresholds=thresholds, allow_pickle=allow_pickle)
-    total = np.zeros((len(thresholds), num_classes, num_classes + 1), dtype=np.int64)
+    work = functools.partial(image_matrices, predictions_of=predictions_of, mask_path=mask_path, benchmark=benchmark)
+    total = np.zeros((count, num_classes, num_classes + 1), dtype=np.int64)
     bar = functools.partial(progress_bar, total=len(ids), desc="evaluate", disable=not progress)
     if num_workers > 1:
         with multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup) as pool:
@@ -93,6 +76,32 @@ def evaluate_folder(pred_dir, mask_path, benchmark, ids, mode, thresholds, num_w
         metric.matrix = matrix
         metrics.append(metric)
     return metrics
+
+
+def folder_predictions(image_id, shape, pred_dir, benchmark, mode, thresholds, allow_pickle):
+    """evaluate.py's label maps of one image: its PNG (once per threshold), or its map file
+    thresholded at each background threshold."""
+    path = prediction_path(pred_dir, image_id, mode)
+    if path.suffix == ".png":
+        return path, [benchmark.check_class_ids(load_label_png(path), path, void=True)] * len(thresholds)
+    maps = load_maps(path, benchmark.num_classes, allow_pickle=allow_pickle)
+    kind = EVALUATE_MODES[mode]
+    key = kind.label_array
+    if key not in maps:
+        raise StageError(f"{path}: no '{key}' array (has {sorted(maps)}); --mode {mode} expects {kind.noun} files")
+    if maps[key].shape[0] != len(maps["keys"]) - 1:
+        raise StageError(f"{path}: {maps[key].shape[0]} maps for {len(maps['keys']) - 1} classes in 'keys'")
+    return path, [maps_to_label(maps[key], maps["keys"], threshold) for threshold in thresholds]
+
+
+def evaluate_folder(pred_dir, mask_path, benchmark, ids, mode, thresholds, num_workers=1, allow_pickle=False,
+                    progress=True):
+    """One SegmentationMetric per threshold (aligned with `thresholds`) over every listed image;
+    `mask_path(id)` is an image's ground truth, `benchmark` the dataset entry (classes, mask reader)."""
+    check_predictions(pred_dir, ids, mode)
+    predictions_of = functools.partial(folder_predictions, pred_dir=pred_dir, benchmark=benchmark, mode=mode,
+                                       thresholds=thresholds, allow_pickle=allow_pickle)
+    return score_images(ids, predictions_of, len(thresholds), mask_path, benchmark, num_workers, progress)
 
 
 def summary_line(threshold, scores):
