@@ -75,6 +75,8 @@ PRESETS = {
                 seg_epochs=None, cls_lr=None, seg_lr=None, seg_batch_size=None, momentum=None,
                 scales="0.5,1.0,1.5,2.0", num_workers=4),
 }
+# the report's prediction column (train images, only shown): one scale, no CRF
+REPORT_SCALES = "1.0"
 # the toy preset's folder and generator per dataset; the voc preset's folder is the dataset's default
 TOY_DATA = {"voc12": ("toy_voc", toy_voc.generate), "coco14": ("toy_coco", toy_coco.generate)}
 # the paper's numbers (docs/design.md §1)
@@ -251,14 +253,21 @@ class Plan:
                  flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
                        label_name=pseudo) + self.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size),
                  self.trained(seg_tag), seg_tag)
+        return rw, pseudo, self.segmentation_predictions(seg_tag)
+
+    def segmentation_predictions(self, seg_tag, suffix=""):
+        """DeepLabv3+'s val predictions (the --scales and 10 CRF iterations, as published), which the
+        table scores, and its train predictions for the report's last column, which are only shown:
+        one scale, no CRF. Returns {domain: folder name}."""
+        a = self.args
         predictions = {}
-        for domain in ("val", "train"):  # train: the report's last column
-            predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
-            self.add(f"segmentation {domain}", "inference_segmentation.py",
+        for domain, scales, iteration in (("val", a.scales, 10), ("train", REPORT_SCALES, 0)):
+            predictions[domain] = segmentation_name(seg_tag, domain, scales, iteration)
+            self.add(f"segmentation {domain}{suffix}", "inference_segmentation.py",
                      flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
-                           scale=a.scales, iteration=10) + common,
+                           scale=scales, iteration=iteration, num_workers=a.num_workers) + self.data,
                      self.predicted(predictions[domain], domain, (".png",)))
-        return rw, pseudo, predictions
+        return predictions
 
     def evaluate(self, title, name, mode, domain):
         self.evaluations[title] = (name, mode, domain)
@@ -344,13 +353,7 @@ def perimeter_fit_chain(plan, cams, init):
              flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
                    label_name=pseudo) + silop_training_flags(plan, "DeepLabv3+", a.seg_epochs),
              plan.trained(seg_tag), seg_tag)
-    predictions = {}
-    for domain in ("val", "train"):
-        predictions[domain] = segmentation_name(seg_tag, domain, a.scales, 10)
-        plan.add(f"segmentation {domain} + {PERIMETER_FIT}", "inference_segmentation.py",
-                 flags(backbone=a.architecture, mode="fix", use_gn="True", tag=seg_tag, domain=domain,
-                       scale=a.scales, iteration=10) + common,
-                 plan.predicted(predictions[domain], domain, (".png",)))
+    predictions = plan.segmentation_predictions(seg_tag, f" + {PERIMETER_FIT}")
     for row, (name, mode, domain) in zip(TABLE2_ROWS, ((combined, "npy", "train"), (rw, "rw", "train"),
                                                        (pseudo, "png", "train"), (predictions["val"], "png", "val"))):
         plan.evaluate(f"{row} + {PERIMETER_FIT}", name, mode, domain)
