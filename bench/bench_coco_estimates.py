@@ -331,6 +331,10 @@ def part_segmentation_inference(args, device, work_dir, backbone):
     return {"network": network, "crf": crf, **report, **memory_record(device, model_rss)}
 
 
+def mask_in(folder, image_id):
+    return folder / f"{image_id}.png"
+
+
 def part_evaluation(args, device, work_dir, backbone=None):
     data = SceneFolder(work_dir)
     maps, strided = synthetic_maps(data.masks)
@@ -345,8 +349,9 @@ def part_evaluation(args, device, work_dir, backbone=None):
     cpu = torch.device("cpu")
     result = {}
     for mode, folder in folders.items():  # evaluate.py's scoring of a one-image list, in this process
-        work = functools.partial(evaluate_folder, folder, lambda image_id: work_dir / "mask" / f"{image_id}.png",
-                                 get_dataset(DATASET), [IMAGE_ID], mode, thresholds[mode], num_workers=1, progress=False)
+        mask_path = functools.partial(mask_in, work_dir / "mask")
+        work = functools.partial(evaluate_folder, folder, mask_path, get_dataset(DATASET), [IMAGE_ID], mode,
+                                 thresholds[mode], num_workers=1, progress=False)
         result[mode] = repeat(work, cpu, args.warmup, args.cpu_images)
     return {**result, **memory_record(cpu, None)}
 
@@ -545,7 +550,8 @@ def measured_rows(args, results):
             rows.append((f"{name} (evaluation forward)", f"per-epoch CAM evaluation, one {crop} image",
                          {"runs": result["evaluation_forward"], "warmup": []}, None))
         elif part == "affinitynet_step":
-            rows.append((name, f"AffinityNet iteration, resnest101 (frozen), batch {result['batch']}, {crop}", result, result))
+            what = f"AffinityNet iteration, resnest101 (frozen), batch {result['batch']}, {crop}"
+            rows.append((name, what, result, result))
         elif part == "segmentation_step":
             rows.append((name, f"DeepLabv3+ {backbone} iteration, batch {result['batch']}, {crop}", result, result))
             rows.append((f"{name} (evaluation forward)", f"per-epoch validation, one {crop} image",
@@ -597,7 +603,8 @@ def estimate_rows(args):
         if evaluation is not None:
             domain, count = evaluation
             rows.append(Estimate(f"{title} per-epoch evaluation: {options.max_epoch} × {count:,} images", domain,
-                                 options.max_epoch * count, "images", part, "evaluation_forward", False, None, backbone))
+                                 options.max_epoch * count, "images", part, "evaluation_forward", False, None,
+                                 backbone))
         return rows
 
     def per_image(stage, part, key=None, on_cpu=False, domain="train_aug = train2014", count=train, backbone=None):
