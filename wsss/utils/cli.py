@@ -68,11 +68,12 @@ DOMAINS = ("train", "train_aug", "val", "test")
 
 
 def add_domain_argument(parser, default="train", help_text="image list"):
-    """--domain: a list name (the published four, or any list the dataset brings in
-    ImageSets/Segmentation/); the four are shown as its choices without refusing others."""
+    """--domain: a list name (the published four, or any list the dataset brings) or a .txt list
+    file; the four are shown as its choices without refusing others."""
     parser.add_argument("--domain", type=str, default=default, metavar="{" + ",".join(DOMAINS) + "}",
-                        help=f"{help_text}: train, train_aug, val or test (or another list of the dataset's "
-                             "ImageSets/Segmentation/)")
+                        help=f"{help_text}: train, train_aug, val or test (COCO: train = train_aug, val), another "
+                             "list of the dataset (VOC: ImageSets/Segmentation/, COCO: ImageSets/) or a .txt file "
+                             "of image ids")
 
 
 def add_training_arguments(parser, **defaults):
