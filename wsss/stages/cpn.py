@@ -16,7 +16,7 @@ from wsss.algorithms.cam import maps_to_label
 from wsss.data.dataset_registry import get_dataset
 from wsss.data.datasets import ImageListDataset
 from wsss.methods.cpn import build_network, cpn_image_cams
-from wsss.stages.evaluation import score_images
+from wsss.stages.evaluation import check_ground_truth, score_images
 from wsss.utils import distributed
 from wsss.utils.cli import parse_scales
 from wsss.utils.errors import StageError, as_stage_error
@@ -122,6 +122,7 @@ def evaluate_predictions(predict_dir, mask_path, benchmark, ids, kind, threshold
     """Scores (SegmentationMetric.scores()) per background score over every listed image;
     `mask_path(id)` is an image's ground truth, `benchmark` the dataset entry."""
     predict_dir = pathlib.Path(predict_dir)
+    check_ground_truth(mask_path, ids, advice="check --gt_dir and --list")
     suffix = ".npz (or the published .npy)" if kind == "npy" else ".png"
     missing = [image_id for image_id in ids if prediction_file(predict_dir, image_id, kind) is None]
     if missing:
@@ -129,8 +130,7 @@ def evaluate_predictions(predict_dir, mask_path, benchmark, ids, kind, threshold
                          f"listed images have none); run infer_cam.py first or check --predict_dir and --type")
     predictions_of = functools.partial(cam_predictions, predict_dir=predict_dir, benchmark=benchmark, kind=kind,
                                        thresholds=thresholds, allow_pickle=allow_pickle)
-    metrics = score_images(ids, predictions_of, len(thresholds), mask_path, benchmark, num_workers,
-                           advice="check --gt_dir and --list")
+    metrics = score_images(ids, predictions_of, len(thresholds), mask_path, benchmark, num_workers)
     return [metric.scores() for metric in metrics]
 
 

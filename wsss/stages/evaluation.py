@@ -52,13 +52,15 @@ def image_matrices(image_id, predictions_of, mask_path, benchmark):
     return np.stack(matrices)
 
 
-def score_images(ids, predictions_of, count, mask_path, benchmark, num_workers=1, progress=True,
-                 advice="check --gt_dir/--data_dir and --domain"):
+def check_ground_truth(mask_path, ids, advice="check --gt_dir/--data_dir and --domain"):
+    require_files((mask_path(image_id) for image_id in ids), "ground-truth mask",
+                  f"every listed image needs one; {advice}")
+
+
+def score_images(ids, predictions_of, count, mask_path, benchmark, num_workers=1, progress=True):
     """One SegmentationMetric per prediction (`count` per image, aligned) summed over every listed
     image, in `num_workers` processes; `predictions_of` as image_matrices takes it (a picklable
     callable), `mask_path(id)` an image's ground truth, `benchmark` the dataset entry."""
-    require_files((mask_path(image_id) for image_id in ids), "ground-truth mask",
-                  f"every listed image needs one; {advice}")
     num_classes = benchmark.num_classes_with_background
     work = functools.partial(image_matrices, predictions_of=predictions_of, mask_path=mask_path, benchmark=benchmark)
     total = np.zeros((count, num_classes, num_classes + 1), dtype=np.int64)
@@ -98,6 +100,7 @@ def evaluate_folder(pred_dir, mask_path, benchmark, ids, mode, thresholds, num_w
                     progress=True):
     """One SegmentationMetric per threshold (aligned with `thresholds`) over every listed image;
     `mask_path(id)` is an image's ground truth, `benchmark` the dataset entry (classes, mask reader)."""
+    check_ground_truth(mask_path, ids)
     check_predictions(pred_dir, ids, mode)
     predictions_of = functools.partial(folder_predictions, pred_dir=pred_dir, benchmark=benchmark, mode=mode,
                                        thresholds=thresholds, allow_pickle=allow_pickle)
