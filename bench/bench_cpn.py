@@ -11,13 +11,17 @@ train_cpn.py and infer_cam.py build it (`build_network("resnet38d")`):
               the SGD step with CPN's four groups; `--steps` steps, the first one warms up.
   step3     — the same step with the triplet as three forward passes (the published code's
               structure), for comparison.
-  infer     — infer_cam.py's work for one 500×375 image: 4 scales × flip = 8 passes of the refined
-              map, fused and normalised (`cpn_image_cams`), `--images` images.
-Reported: CPU time (user + system of all threads, time.process_time), wall time, and the peak
-resident memory of the process (getrusage ru_maxrss, the model included).
+  infer     — infer_cam.py's work for one image: 4 scales × flip = 8 passes of the refined map,
+              fused and normalised (`cpn_image_cams`), `--images` images; one process per size of
+              `--sizes` (default: 500×375 and 500×333, the commonest VOC sizes).
+Reported: CPU time (user + system of all threads, from getrusage), its system part, the minor page
+faults (memory touched afresh: PyTorch hands large blocks back to the system and maps them again
+for every new tensor), wall time, and the peak resident memory of the process (ru_maxrss, the model
+included).
 """
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -39,9 +43,12 @@ from wsss.utils.files import write_text
 from wsss.utils.optim import PolyOptimizer, build_groups
 
 CROP = 448
-IMAGE_SIZE = (500, 375)  # width × height, a typical VOC image
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 PARTS = ("step", "step3", "infer")
+# glibc's malloc hands every block above its mmap threshold back to the system when it is freed, so each
+# new large tensor is mapped and faulted in afresh; these settings keep freed memory in the process.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 32), "MALLOC_TRIM_THRESHOLD_": str(2 ** 36),
+                     "MALLOC_TOP_PAD_": str(2 ** 30)}
 
 
 def build_parser():
@@ -49,9 +56,16 @@ def build_parser():
     parser.add_argument("--part", type=str, choices=PARTS, default=None,
                         help="run one part in this process and print its JSON (default: every part, each in "
                              "a process of its own, and the report)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--parts", type=str, default=",".join(PARTS),
+                        help=f"comma-separated parts to run, each in a process of its own ({', '.join(PARTS)})")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (2 = torch's default on a 2-core machine)")
     parser.add_argument("--steps", type=int, default=2, help="training steps (the first warms up)")
-    parser.add_argument("--images", type=int, default=2, help="images for infer_cam")
+    parser.add_argument("--sizes", type=str, default="500x375,500x333",
+                        help="image sizes WxH for infer_cam, each in a process of its own")
+    parser.add_argument("--images", type=int, default=1, help="images per size for infer_cam")
+    parser.add_argument("--keep_freed_memory", action="store_true",
+                        help="run infer_cam a second time with glibc told to keep freed memory (KEEP_FREED_MEMORY)")
     parser.add_argument("--output", type=str, default=None, help="also write the report as markdown here")
     return parser
 
@@ -67,9 +81,15 @@ def peak_memory_gb():
 
 
 def timed(function):
-    cpu, wall = time.process_time(), time.perf_counter()
+    """(result, measures): CPU time (user + system), its system part, minor page faults, wall time and
+    the 1-minute load average at the end."""
+    before, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     result = function()
-    return result, time.process_time() - cpu, time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    system = after.ru_stime - before.ru_stime
+    return result, {"cpu_s": after.ru_utime - before.ru_utime + system, "system_s": system,
+                    "page_faults": after.ru_minflt - before.ru_minflt, "wall_s": time.perf_counter() - wall,
+                    "load": os.getloadavg()[0]}
 
 
 def three_pass_losses(model, batch, args, schedule):
@@ -89,7 +109,7 @@ def run_step(args, three_passes):
     def mask():
         labels = superpixels(crop)
         return superpixel_keep_mask(labels, draw_superpixels(int(labels.max()), np.random.default_rng(0)))
-    (keep, kept), mask_cpu, _ = timed(mask)
+    (keep, kept), mask_timing = timed(mask)
     label = torch.zeros(1, 20)
     label[0, [6, 14]] = 1  # car, person
     batch = [crop[None], label, torch.from_numpy(keep)[None], torch.tensor([kept], dtype=torch.float64)]
@@ -102,10 +122,16 @@ def run_step(args, three_passes):
             result["total"].backward()
             optimizer.step()
             return float(result["total"])
-        loss, cpu, wall = timed(step)
-        steps.append({"cpu_s": cpu, "wall_s": wall, "loss": loss})
+        loss, timing = timed(step)
+        steps.append({**timing, "loss": loss})
     return {"steps": steps, "model_memory_gb": model_memory, "peak_memory_gb": peak_memory_gb(),
-            "mask_cpu_s": mask_cpu}
+            "mask_cpu_s": mask_timing["cpu_s"]}
+
+
+def image_size(text):
+    """'500x375' → (500, 375), width × height."""
+    width, height = (int(value) for value in text.lower().split("x"))
+    return width, height
 
 
 def run_infer(args):
@@ -114,13 +140,15 @@ def run_infer(args):
     model_memory = peak_memory_gb()
     label = np.zeros(20, np.float32)
     label[[6, 14]] = 1
+    width, height = image_size(args.sizes)
     images = []
     for index in range(args.images):
-        image = Image.fromarray((smooth_image(index, IMAGE_SIZE[1], IMAGE_SIZE[0]) * 255).astype(np.uint8))
-        (keys, cam, hr_cam), cpu, wall = timed(
-            lambda: cpn_image_cams(model, image, label, (0.5, 1.0, 1.5, 2.0), torch.device("cpu")))
-        images.append({"cpu_s": cpu, "wall_s": wall, "hr_cam": list(hr_cam.shape), "max": float(hr_cam.max())})
-    return {"images": images, "model_memory_gb": model_memory, "peak_memory_gb": peak_memory_gb()}
+        image = Image.fromarray((smooth_image(index, height, width) * 255).astype(np.uint8))
+        (_, _, hr_cam), timing = timed(
+            functools.partial(cpn_image_cams, model, image, label, (0.5, 1.0, 1.5, 2.0), torch.device("cpu")))
+        images.append({**timing, "hr_cam": list(hr_cam.shape), "max": float(hr_cam.max())})
+    return {"images": images, "size": f"{width}×{height}", "model_memory_gb": model_memory,
+            "peak_memory_gb": peak_memory_gb()}
 
 
 def run_part(args):
@@ -130,8 +158,12 @@ def run_part(args):
     return run_step(args, three_passes=args.part == "step3")
 
 
+def timing_cells(timing, memory):
+    return (f"{timing['cpu_s']:.1f} s | {timing['system_s']:.1f} s | {timing['page_faults'] / 1e6:.2f} M | "
+            f"{timing['wall_s']:.1f} s | {timing['load']:.1f} | {memory} |")
+
+
 def report(args, results, load_before, load_after):
-    step, step3, infer = results["step"], results["step3"], results["infer"]
     lines = [
         "# CPN on CPU: a training step and infer_cam",
         "",
@@ -139,24 +171,36 @@ def report(args, results, load_before, load_after):
         f"torch {torch.__version__} ({args.threads} threads), numpy {np.__version__}, Python {platform.python_version()}. "
         "No GPU in this session: GPU figures not measured.",
         f"Load average (1 min): {load_before:.2f} before, {load_after:.2f} after (the machine is shared).",
-        f"Command: `python -m bench.bench_cpn --threads {args.threads} --steps {args.steps} --images {args.images}"
+        f"Command: `python -m bench.bench_cpn --parts {args.parts} --threads {args.threads} --steps {args.steps} "
+        f"--sizes {args.sizes} --images {args.images}" + (" --keep_freed_memory" if args.keep_freed_memory else "")
         + (f" --output {args.output}`" if args.output else "`"),
         "",
-        "ResNet-38 CPN with random weights; CPU time = user + system of all threads; memory = peak resident "
-        "set of the process (model, gradients, optimiser state and activations).",
+        ("ResNet-38 CPN with random weights; CPU time = user + system of all threads (system also shown); "
+         "page faults = minor faults (memory touched afresh); load = 1-minute load average at the end; "
+         "memory = peak resident set of the process (model, gradients, optimiser state and activations)."),
         "",
-        "| part | CPU time | wall time | peak memory (model alone) |",
-        "|---|---|---|---|",
+        "| part | CPU time | system | page faults | wall time | load | peak memory (model alone) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, part, title in (("step", step, "training step, one forward of the triplet (ours)"),
-                              ("step3", step3, "training step, three forward passes (published structure)")):
+    for name, title in (("step", "training step, one forward of the triplet (ours)"),
+                        ("step3", "training step, three forward passes (published structure)")):
+        if name not in results:
+            continue
+        part = results[name]
+        memory = f"{part['peak_memory_gb']:.2f} GB ({part['model_memory_gb']:.2f} GB)"
         for index, timing in enumerate(part["steps"]):
-            lines.append(f"| {title}, step {index + 1}{' (warm-up)' if index == 0 else ''} | {timing['cpu_s']:.1f} s | "
-                         f"{timing['wall_s']:.1f} s | {part['peak_memory_gb']:.2f} GB ({part['model_memory_gb']:.2f} GB) |")
-    for index, timing in enumerate(infer["images"]):
-        lines.append(f"| infer_cam, 500×375 image {index + 1}, 8 passes | {timing['cpu_s']:.1f} s | "
-                     f"{timing['wall_s']:.1f} s | {infer['peak_memory_gb']:.2f} GB ({infer['model_memory_gb']:.2f} GB) |")
-    lines.append(f"| complementary mask of the crop (SLIC + draw; in the loader workers) | {step['mask_cpu_s']:.2f} s | | |")
+            lines.append(f"| {title}, step {index + 1}{' (warm-up)' if index == 0 else ''} | "
+                         + timing_cells(timing, memory))
+    for name, part in results.items():
+        if name.startswith("infer"):
+            memory = f"{part['peak_memory_gb']:.2f} GB ({part['model_memory_gb']:.2f} GB)"
+            for index, timing in enumerate(part["images"]):
+                kept = ", glibc keeps freed memory" if part.get("keep_freed_memory") else ""
+                lines.append(f"| infer_cam, {part['size']} image {index + 1}, 8 passes{kept} | "
+                             + timing_cells(timing, memory))
+    if "step" in results:
+        lines.append(f"| complementary mask of the crop (SLIC + draw; in the loader workers) | "
+                     f"{results['step']['mask_cpu_s']:.2f} s | | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,14 +208,25 @@ def main(args):
     if args.part is not None:
         print(json.dumps(run_part(args)))
         return
+    parts = args.parts.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"--parts: unknown parts {unknown}; choose from {list(PARTS)}")
+    runs = [(part, None, False) for part in parts if part != "infer"]
+    if "infer" in parts:
+        runs += [("infer", size, False) for size in args.sizes.split(",")]
+        if args.keep_freed_memory:
+            runs += [("infer", size, True) for size in args.sizes.split(",")]
     load_before = os.getloadavg()[0]
     results = {}
-    for part in PARTS:
+    for part, size, keep_freed_memory in runs:
         command = [sys.executable, "-m", "bench.bench_cpn", "--part", part, "--threads", str(args.threads),
-                   "--steps", str(args.steps), "--images", str(args.images)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[part] = json.loads(output.strip().splitlines()[-1])
-        print(part, results[part], flush=True)
+                   "--steps", str(args.steps), "--images", str(args.images)] + (["--sizes", size] if size else [])
+        environment = {**os.environ, **(KEEP_FREED_MEMORY if keep_freed_memory else {})}
+        output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
+        name = part if size is None else f"{part} {size}" + (", glibc keeps freed memory" if keep_freed_memory else "")
+        results[name] = {**json.loads(output.strip().splitlines()[-1]), "keep_freed_memory": keep_freed_memory}
+        print(name, results[name], flush=True)
     text = report(args, results, load_before, os.getloadavg()[0])
     print(text)
     if args.output:

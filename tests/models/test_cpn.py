@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss.methods.cpn import use_frozen_batchnorm
 from wsss.models.cpn import CPN, cpn_resnet38d, pcm, prcm, seed_map, spatial_gather
-from wsss.models.resnet38d import ResNet38d
+from wsss.models.resnet38d import BottleneckBlock, ResBlock, ResNet38d
 
 HEAD_KEYS = ["fc8.weight", "f8_3.weight", "f8_4.weight", "f9.weight", "f10.weight"]
 
@@ -110,6 +111,18 @@ def test_pcm_against_a_direct_formulation():
     assert torch.allclose(out[0].flatten(1), expected, atol=1e-5)
 
 
+def test_pcm_divides_in_place_only_when_no_gradient_is_recorded():
+    torch.manual_seed(6)
+    features, seed = torch.randn(2, 5, 3, 4), torch.rand(2, 21, 3, 4)
+    f9 = nn.Conv2d(5, 4, 1, bias=False)
+    with torch.no_grad():
+        inference = pcm(seed, features, f9)
+    training = pcm(seed, features, f9)
+    assert torch.equal(inference, training)
+    training.square().sum().backward()  # relu keeps A for its backward: an in-place division would fail here
+    assert f9.weight.grad.abs().sum() > 0
+
+
 def direct_prcm(context, features, f9, f10, transpose=False):
     """PRCM written per element; `transpose=True` is what a (wrong) transpose of the key would give."""
     _, channels, k_count, _ = context.shape
@@ -209,3 +222,46 @@ def test_resnet38d_forward_shapes_and_frozen_layers(network):
     assert cam.shape == cam_rv.shape == (2, 21, 20, 17)
     assert not network.backbone.b2_2.conv_branch2b1.weight.requires_grad
     assert not network.backbone.b3.bn_branch2a.training and network.dropout7.training
+
+
+def plain_block(block, x):
+    """A ResNet-38 block written out of place (fresh tensors for every ReLU and the residual sum)."""
+    def bn(layer, z):
+        return F.batch_norm(z, layer.running_mean, layer.running_var, layer.weight, layer.bias, False, 0.0, layer.eps)
+
+    activated = F.relu(bn(block.bn_branch2a, x))
+    shortcut = block.conv_branch1(activated) if hasattr(block, "conv_branch1") else x
+    residual = block.conv_branch2b1(F.relu(bn(block.bn_branch2b1, block.conv_branch2a(activated))))
+    if hasattr(block, "bn_branch2b2"):
+        residual = block.conv_branch2b2(F.relu(bn(block.bn_branch2b2, residual)))
+    return shortcut + residual, activated
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["BatchNorm2d", "FrozenBatchNorm2d"])
+@pytest.mark.parametrize("make_block", [lambda: ResBlock(4, 3, 4, dilation=2), lambda: ResBlock(4, 3, 6, stride=2),
+                                        lambda: BottleneckBlock(4, 8, dilation=4, dropout=0.5)],
+                         ids=["identity", "projection", "bottleneck"])
+def test_in_place_blocks_keep_the_out_of_place_values_and_gradients(make_block, frozen):
+    """The blocks' ReLUs and residual sums run in place: the same values, bitwise, as fresh tensors,
+    and autograd still has what it needs (ResNet-38's set-up: frozen batch norm, in eval mode)."""
+    torch.manual_seed(3)
+    block = make_block().eval()
+    for module in block.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+            module.requires_grad_(False)
+    if frozen:
+        use_frozen_batchnorm(block)
+    x = torch.randn(2, 4, 7, 6, requires_grad=True)
+    out, activated = block(x)
+    expected, expected_activated = plain_block(block, x)
+    assert torch.equal(out, expected) and torch.equal(activated, expected_activated)
+    inputs = (x, block.conv_branch2a.weight)
+    gradients = torch.autograd.grad(out.square().sum() + activated.sum(), inputs)
+    expected_gradients = torch.autograd.grad(expected.square().sum() + expected_activated.sum(), inputs)
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        assert expected_gradient.abs().sum() > 0
+        assert torch.allclose(gradient, expected_gradient, rtol=0, atol=1e-6 * expected_gradient.abs().max())

@@ -112,6 +112,14 @@ def test_uss_rgb_and_lossless_options(chain, tmp_path):
     assert any(differs)  # the channel order and the JPEG change the maps
 
 
+def test_uss_needs_a_list_where_the_images_are_kept_per_split(tmp_path):
+    """COCO keeps train2014/ and val2014/: without --domain or --image_dir there is no folder to scan."""
+    out = tmp_path / "uss"
+    with pytest.raises(StageError, match=r"--dataset coco14: .*pass --domain \(train, .*\) or --image_dir"):
+        stages.segment_images(uss_args(tmp_path, out, "slic", dataset="coco14", domain=None))
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("segment", ["slic", "quick"])
 def test_perimeter_maps_are_canny_of_the_decoded_jpeg(chain, segment):
     folders = chain.__dict__[segment]

@@ -35,6 +35,7 @@ class DatasetEntry:
     palette: Callable[[], list]                    # flat 768-value RGB list for PIL
     ground_truth: Callable[[object], tuple]        # evaluate.py's --gt_dir → (root, image id → mask path)
     mask_script: Optional[str] = None              # renders the ground-truth masks once (COCO); None: shipped
+    image_folder: Optional[str] = None             # the one folder of every image (VOC's JPEGImages); None: per split
 
     @property
     def num_classes_with_background(self):
@@ -63,7 +64,7 @@ DATASETS = {
         name="voc12", title="PASCAL VOC 2012", num_classes=voc.NUM_CLASSES,
         default_data_dir="../VOCtrainval_11-May-2012/", domains=("train", "train_aug", "val", "test"),
         class_names=_voc_class_names, image_ids=voc.read_image_ids, open=voc.VOCData, load_mask=voc.load_mask,
-        palette=voc.voc_palette, ground_truth=voc.ground_truth),
+        palette=voc.voc_palette, ground_truth=voc.ground_truth, image_folder="JPEGImages"),
     "coco14": DatasetEntry(
         name="coco14", title="MS COCO 2014", num_classes=coco.NUM_CLASSES,
         default_data_dir="../coco2014/", domains=tuple(coco.DOMAIN_SPLITS),

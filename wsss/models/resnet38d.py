@@ -13,6 +13,10 @@ Features (`forward_features`), named as published after the layer they feed:
 Training set-up as published: every BatchNorm is frozen (always in eval mode, affine parameters not
 trained) and the listed early modules get no gradient; both are re-applied by every `train()` call.
 
+The ReLUs and the residual sums run in place, on the fresh outputs of a batch norm or a convolution
+(whose backward passes do not read those outputs): the same values with about 40% fewer freshly
+allocated activation bytes per pass, which on CPU is page-fault time saved.
+
 ImageNet weights: the published file is MXNet's `ilsvrc-cls_rna-a1_cls1000_ep-0001.params`. Convert it
 once, on a machine with `mxnet` installed (it is not a dependency of this project):
 
@@ -62,11 +66,11 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         """(block output, relu(bn(x))): the second item is the block's activated input."""
-        activated = F.relu(self.bn_branch2a(x))
+        activated = F.relu(self.bn_branch2a(x), inplace=True)
         shortcut = x if self.same_shape else self.conv_branch1(activated)
         residual = self.conv_branch2a(activated)
-        residual = self.conv_branch2b1(F.relu(self.bn_branch2b1(residual)))
-        return shortcut + residual, activated
+        residual = self.conv_branch2b1(F.relu(self.bn_branch2b1(residual), inplace=True))
+        return residual.add_(shortcut), activated
 
 
 class BottleneckBlock(nn.Module):
@@ -88,12 +92,12 @@ class BottleneckBlock(nn.Module):
 
     def forward(self, x):
         """(block output, relu(bn(x)))."""
-        activated = F.relu(self.bn_branch2a(x))
+        activated = F.relu(self.bn_branch2a(x), inplace=True)
         shortcut = self.conv_branch1(activated)
         residual = self.conv_branch2a(activated)
-        residual = self.conv_branch2b1(self.dropout_2b1(F.relu(self.bn_branch2b1(residual))))
-        residual = self.conv_branch2b2(self.dropout_2b2(F.relu(self.bn_branch2b2(residual))))
-        return shortcut + residual, activated
+        residual = self.conv_branch2b1(self.dropout_2b1(F.relu(self.bn_branch2b1(residual), inplace=True)))
+        residual = self.conv_branch2b2(self.dropout_2b2(F.relu(self.bn_branch2b2(residual), inplace=True)))
+        return residual.add_(shortcut), activated
 
 
 class ResNet38d(nn.Module):
@@ -148,7 +152,7 @@ class ResNet38d(nn.Module):
         x = self.b5_2(x)[0]
         x, conv5 = self.b6(x)
         x = self.b7(x)[0]
-        conv6 = F.relu(self.bn7(x))
+        conv6 = F.relu(self.bn7(x), inplace=True)
         return {"conv4": conv4, "conv5": conv5, "conv6": conv6}
 
     def forward(self, x):

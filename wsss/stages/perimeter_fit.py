@@ -124,11 +124,25 @@ def segment_one(image_id, image_path, out_dir, suffix, segment, rgb, max_iterati
     save_segmentation_map(out_dir / f"{image_id}{suffix}", result.painted)
 
 
+def published_image_folder(args):
+    """--image_dir, or the dataset's single image folder (VOC's JPEGImages/). A dataset whose images
+    are kept per split (COCO's train2014/, val2014/) has none: it needs --domain or --image_dir."""
+    if args.image_dir:
+        return pathlib.Path(args.image_dir)
+    entry = get_dataset(args.dataset)
+    if entry.image_folder is not None:
+        return pathlib.Path(args.data_dir) / entry.image_folder
+    if args.domain is None:
+        raise StageError(f"--dataset {args.dataset}: its images are kept per split, so there is no one folder to "
+                         f"take every image from; pass --domain ({', '.join(entry.domains)}) or --image_dir")
+    return None
+
+
 def segment_images(args):
     """USS.py: the painted unsupervised segmentation of every image. Returns the output folder."""
     if args.max_iterations < 1:
         raise StageError(f"--max_iterations {args.max_iterations}: must be at least 1")
-    image_dir = pathlib.Path(args.image_dir or pathlib.Path(args.data_dir) / "JPEGImages")
+    image_dir = published_image_folder(args)
     out_dir = folder_or_published(args.uss_dir, "USS", args.segment)
     suffix = picture_suffix(args.lossless)
     ids = listed_or_found(args, image_dir, (".jpg",), "image", "--image_dir or --data_dir")
