@@ -1,6 +1,5 @@
 """Scoring a folder of predictions against a dataset's ground truth (docs/design.md §6.10), in worker processes."""
 import functools
-import multiprocessing
 
 import numpy as np
 
@@ -11,7 +10,7 @@ from wsss.utils.errors import StageError
 from wsss.utils.files import find_maps, load_label_png, load_maps
 from wsss.utils.logs import progress as progress_bar
 from wsss.utils.metrics import SegmentationMetric
-from wsss.utils.processes import pool_worker_setup
+from wsss.utils.processes import worker_pool
 
 
 def sweep(start, stop):
@@ -66,7 +65,7 @@ def score_images(ids, predictions_of, count, mask_path, benchmark, num_workers=1
     total = np.zeros((count, num_classes, num_classes + 1), dtype=np.int64)
     bar = functools.partial(progress_bar, total=len(ids), desc="evaluate", disable=not progress)
     if num_workers > 1:
-        with multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup) as pool:
+        with worker_pool(num_workers) as pool:
             for matrices in bar(pool.imap_unordered(work, ids, chunksize=8)):
                 total += matrices
     else:

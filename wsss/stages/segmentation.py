@@ -4,8 +4,8 @@
 `predict_split`.
 """
 import collections
+import contextlib
 import functools
-import multiprocessing
 import pathlib
 
 import numpy as np
@@ -30,7 +30,7 @@ from wsss.utils.logs import progress as progress_bar
 from wsss.utils.metrics import SegmentationMetric
 from wsss.utils.optim import build_groups, training_optimizer
 from wsss.utils.paths import ExperimentPaths
-from wsss.utils.processes import loader_worker_setup, pool_worker_setup
+from wsss.utils.processes import loader_worker_setup, worker_pool
 from wsss.utils.training import fit, set_seed, start_run, training_loader
 
 
@@ -151,10 +151,8 @@ def predict_split(model, dataset, out_dir, scales, iteration, device, palette=No
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = functools.partial(write_prediction, iteration=iteration, palette=palette)
-    pool = (multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup)
-            if num_workers > 0 else None)
-    pending = collections.deque()
-    try:
+    with worker_pool(num_workers) if num_workers > 0 else contextlib.nullcontext() as pool:
+        pending = collections.deque()
         for index in progress_bar(range(len(dataset)), desc=out_dir.name, disable=not progress):
             image_id, image = dataset[index]
             arguments = (out_dir / f"{image_id}.png", np.array(image),  # writable: pydensecrf needs it
@@ -167,7 +165,3 @@ def predict_split(model, dataset, out_dir, scales, iteration, device, palette=No
                 pending.popleft().get()
         while pending:
             pending.popleft().get()
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()

@@ -7,14 +7,13 @@ CPU stages (label making, CRF, PerimeterFit) spread the images over worker proce
 (`run_per_image`); model stages load images in DataLoader workers and run the model in this
 process (`run_over_loader`). Under torchrun or with `--shard i/n` each process takes its share.
 """
-import multiprocessing
 
 from torch.utils.data import DataLoader
 
 from wsss.utils import distributed
 from wsss.utils.files import check_writable
 from wsss.utils.logs import progress
-from wsss.utils.processes import loader_worker_setup, pool_worker_setup
+from wsss.utils.processes import loader_worker_setup, worker_pool
 
 WRITABLE_ADVICE = "make it writable or pass another --pred_dir"
 
@@ -49,7 +48,7 @@ def run_per_image(work, ids, out_dir, num_workers):
                 work(image_id)
                 bar.update(1)
             return
-        with multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup) as pool:
+        with worker_pool(num_workers) as pool:
             for _ in pool.imap_unordered(work, ids, chunksize=4):
                 bar.update(1)
 

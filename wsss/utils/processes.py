@@ -1,9 +1,12 @@
 """How the stages' worker processes behave: they leave Ctrl-C to their parent (which prints the
 one line and stops them), clean up on SIGTERM, and never outlive their parent, also when it is
 killed with SIGKILL and cannot stop them itself."""
+import contextlib
 import ctypes
+import multiprocessing
 import signal
 import sys
+import threading
 
 PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent dies
 
@@ -30,6 +33,41 @@ def pool_worker_setup():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_on_sigterm()
     die_with_parent(signal.SIGTERM)
+
+
+TERMINATE_GRACE_S = 5.0
+
+
+@contextlib.contextmanager
+def worker_pool(num_workers):
+    """A fork pool of `num_workers` output-writing workers (pool_worker_setup). Leaving the block
+    normally closes the pool and waits for the workers to finish their tasks; leaving it on an
+    error terminates them (SIGTERM: a writer removes its temporary file) and re-raises."""
+    pool = multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup)
+    try:
+        yield pool
+    except BaseException:
+        terminate(pool)
+        raise
+    pool.close()
+    pool.join()
+
+
+def terminate(pool):
+    """pool.terminate(), with SIGKILL for the workers still alive after TERMINATE_GRACE_S.
+
+    An idle worker can miss the SIGTERM and stay blocked on the pool's task queue (Python drops a
+    signal that reaches a freshly forked process before its after-fork clean-up; idle workers were
+    also seen to miss it later), and terminate() would wait for it for ever. A worker without a
+    task has nothing to clean up, so killing it loses nothing."""
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(TERMINATE_GRACE_S)
+    while stopper.is_alive():  # the pool's workers no longer change: terminate() has stopped replacing them
+        for worker in list(pool._pool):
+            if worker.is_alive():
+                worker.kill()
+        stopper.join(0.5)
 
 
 def loader_worker_setup(worker_id):
