@@ -2,12 +2,20 @@
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 # a progress bar's line in a log ("desc:  50%|####   | 2/4 [00:01<00:01, ...]")
 PROGRESS_LINE = re.compile(r"\|\s*\d+/\d+ \[")
+
+
+def ctrl_c_as_in_a_terminal():
+    """Popen's preexec_fn for the Ctrl-C tests: SIGINT back to its default in the child, so that
+    Python turns it into KeyboardInterrupt. A background job (`pytest ... &`) starts with SIGINT
+    ignored, and an ignored signal stays ignored through exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_stage(script, *args, cwd, check=True, timeout=300):

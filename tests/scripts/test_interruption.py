@@ -17,7 +17,7 @@ import time
 
 import pytest
 import workspace
-from stage_runner import PROGRESS_LINE, REPOSITORY
+from stage_runner import PROGRESS_LINE, REPOSITORY, ctrl_c_as_in_a_terminal
 
 from wsss.data.toy_voc import generate
 from wsss.data.voc import read_image_ids
@@ -48,7 +48,8 @@ def prepare(template, folder):
 def start(script, argv, cwd):
     environment = dict(os.environ, PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(REPOSITORY / script), *argv], cwd=cwd, env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_as_in_a_terminal)
 
 
 def finish(process, timeout=240):

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 from PIL import Image
-from stage_runner import PROGRESS_LINE, REPOSITORY
+from stage_runner import PROGRESS_LINE, REPOSITORY, ctrl_c_as_in_a_terminal
 
 import run_pipeline
 
@@ -72,7 +72,8 @@ def test_pipeline_interrupted_midway_then_rerun_finishes_and_a_third_run_skips_e
     command, environment = pipeline(toy_voc)
     # 1. Ctrl-C (SIGINT to the foreground process group) once the CAM stage has written its first file
     process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=ctrl_c_as_in_a_terminal)
     cam_dir = tmp_path / "experiments" / "predictions" / "Toy@Puzzle@train@scale=1.0"
     deadline = time.time() + 600
     while not (cam_dir.is_dir() and any(cam_dir.glob("*.npz"))):
