@@ -11,6 +11,7 @@ from wsss.models.segmentation_models import SEGMENTATION_MODELS
 from wsss.stages import segmentation
 from wsss.utils.cli import (
     HelpFormatter,
+    add_eval_images_argument,
     add_pretrained_argument,
     add_sync_bn_argument,
     add_training_arguments,
@@ -24,6 +25,7 @@ def build_parser():
     training = add_training_arguments(parser, batch_size=32, max_epoch=50, lr=0.007, wd=4e-5, image_size=512,
                                       min_image_size=256, max_image_size=1024)
     add_dataset_argument(training)
+    add_eval_images_argument(training, "val")
     training.add_argument("--detect_anomaly", type=str2bool, default=False,
                           help="torch.autograd anomaly detection (the published trainer left it on; slow)")
     model = parser.add_argument_group("model")

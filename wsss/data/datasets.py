@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from wsss.utils.errors import StageError
 
@@ -99,6 +99,8 @@ class ImageListDataset(ImageFolderDataset):
         return image_id, image
 
 
-def single_item(batch):
-    """collate_fn for batch_size=1 loaders of PIL images: the item itself."""
-    return batch[0]
+def first_items(dataset, count):
+    """The first `count` items of `dataset` (all of them when `count` is 0 or more than it has)."""
+    if count <= 0 or count >= len(dataset):
+        return dataset
+    return Subset(dataset, range(count))

@@ -15,13 +15,19 @@ from torch.utils.data import DataLoader
 
 from wsss.algorithms.cam import maps_to_label
 from wsss.data.dataset_registry import add_dataset_argument, get_dataset
-from wsss.data.datasets import ClassificationDataset, ClassificationEvalDataset
+from wsss.data.datasets import ClassificationDataset, ClassificationEvalDataset, first_items
 from wsss.data.transforms import TopLeftCropTransform, TrainTransform, parse_augment
 from wsss.data.visualize import denormalize, heatmap_overlay
 from wsss.methods.base import Schedule
 from wsss.models.backbones import parameter_groups
 from wsss.utils import distributed
-from wsss.utils.cli import add_training_arguments, check_batch_size, require_tag
+from wsss.utils.cli import (
+    add_eval_images_argument,
+    add_training_arguments,
+    check_batch_size,
+    check_eval_images,
+    require_tag,
+)
 from wsss.utils.errors import StageError, as_stage_error
 from wsss.utils.logs import progress as progress_bar
 from wsss.utils.metrics import SegmentationMetric
@@ -46,7 +52,9 @@ class TrainingDataset(ClassificationDataset):
 
 def add_arguments(parser, method):
     """The shared training flags, then the method's own."""
-    add_dataset_argument(add_training_arguments(parser))
+    training = add_training_arguments(parser)
+    add_dataset_argument(training)
+    add_eval_images_argument(training, "the evaluation list (train; CPN: --val_list)")
     method.add_arguments(parser)
 
 
@@ -99,6 +107,7 @@ def train(args, method):
     """Train `method`'s CAM network on train_aug (or its --train_list), evaluating its CAMs on train
     (or its --val_list) after every epoch."""
     require_tag(args)
+    check_eval_images(args)
     with as_stage_error(ValueError):
         parse_augment(args.augment)
         method.check(args)
@@ -110,8 +119,8 @@ def train(args, method):
     options = vars(args)
     benchmark = get_dataset(args.dataset)
     train_set = TrainingDataset(benchmark, args.data_dir, options.get("train_list", TRAIN_LIST), transform)
-    eval_set = ClassificationEvalDataset(benchmark, args.data_dir, options.get("val_list", EVAL_LIST),
-                                         TopLeftCropTransform(args.image_size))
+    eval_set = first_items(ClassificationEvalDataset(benchmark, args.data_dir, options.get("val_list", EVAL_LIST),
+                                                     TopLeftCropTransform(args.image_size)), args.eval_images)
     check_sizes(args, len(train_set))
     with as_stage_error():
         model = method.build_model(args, args.pretrained, benchmark.num_classes).to(device)

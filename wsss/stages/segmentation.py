@@ -16,13 +16,13 @@ from torch.utils.data import DataLoader
 from wsss.algorithms.cam import flip_fused_output, resize_maps
 from wsss.algorithms.crf import probability_crf
 from wsss.data.dataset_registry import get_dataset
-from wsss.data.datasets import LabelMapDataset, check_label_folder
+from wsss.data.datasets import LabelMapDataset, check_label_folder, first_items
 from wsss.data.transforms import TopLeftCropTransform, TrainTransform
 from wsss.data.visualize import colour_label, denormalize
 from wsss.models.backbones import parameter_groups
 from wsss.models.segmentation_models import build_segmentation_model
 from wsss.utils import distributed
-from wsss.utils.cli import check_batch_size, require_tag
+from wsss.utils.cli import check_batch_size, check_eval_images, require_tag
 from wsss.utils.errors import StageError, as_stage_error
 from wsss.utils.files import save_colour_png, save_label_png
 from wsss.utils.labels import IGNORE_LABEL
@@ -41,6 +41,7 @@ def segmentation_loss(logits, labels):
 
 def check_arguments(args):
     require_tag(args)
+    check_eval_images(args)
     if not args.label_name:
         raise StageError("--label_name is required: the pseudo-label folder under --pred_dir")
     if args.min_image_size > args.max_image_size:
@@ -86,7 +87,8 @@ def train(args):
         args.image_size, args.min_image_size, args.max_image_size), label_dir=label_dir)
     check_label_folder(label_dir, train_set.ids, "pseudo label", "make_pseudo_labels.py")
     check_batch_size(len(train_set), args.batch_size)
-    valid_set = LabelMapDataset(benchmark, args.data_dir, "val", TopLeftCropTransform(args.image_size))
+    valid_set = first_items(LabelMapDataset(benchmark, args.data_dir, "val", TopLeftCropTransform(args.image_size)),
+                            args.eval_images)
     with as_stage_error():
         model = build_segmentation_model(args.architecture, args.backbone, num_classes=benchmark.num_classes + 1,
                                          mode=args.mode, use_gn=args.use_gn, pretrained=args.pretrained).to(device)
