@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 from stage_runner import TINY_TRAINING, run_stage
+from torch.utils.data import DataLoader
 
 import train_classification
 import train_segmentation
@@ -18,17 +19,23 @@ def test_first_items():
     assert list(first_items(data, 2)) == ["a", "b"] and len(first_items(data, 3)) == 3
 
 
+def count_scored_images(monkeypatch, module, name):
+    """Wrap the evaluation `module.name` (model, …, loader, …) to record its image count per call."""
+    scored, evaluate = [], getattr(module, name)
+
+    def spy(*args, **options):
+        loader = next(arg for arg in args if isinstance(arg, DataLoader))
+        scored.append(len(loader.dataset))
+        return evaluate(*args, **options)
+
+    monkeypatch.setattr(module, name, spy)
+    return scored
+
+
 @pytest.mark.parametrize("count, expected", [(3, [3]), (0, [4])])
 def test_the_classifier_scores_the_first_images_of_its_list(toy_voc, tmp_path, monkeypatch, one_thread, count,
                                                             expected):
-    scored = []
-    real_evaluate_cams = classification.evaluate_cams
-
-    def spy(model, training_cams, loader, device, **options):
-        scored.append(len(loader.dataset))
-        return real_evaluate_cams(model, training_cams, loader, device, **options)
-
-    monkeypatch.setattr(classification, "evaluate_cams", spy)
+    scored = count_scored_images(monkeypatch, classification, "evaluate_cams")
     monkeypatch.chdir(tmp_path)
     args = train_classification.build_parser().parse_args(
         ["--architecture", "resnet_mini", "--tag", "limited", "--data_dir", str(toy_voc), *TINY_TRAINING,
@@ -53,14 +60,7 @@ def test_deeplab_scores_the_first_images_of_val(toy_voc, tmp_path, monkeypatch, 
     labels.mkdir(parents=True)
     for image_id in read_image_ids("train_aug", toy_voc):  # the toy ground truth as pseudo labels
         shutil.copy(toy_voc / "SegmentationClass" / f"{image_id}.png", labels / f"{image_id}.png")
-    scored = []
-    real_evaluate = segmentation.evaluate
-
-    def spy(model, loader, device, num_classes, **options):
-        scored.append(len(loader.dataset))
-        return real_evaluate(model, loader, device, num_classes, **options)
-
-    monkeypatch.setattr(segmentation, "evaluate", spy)
+    scored = count_scored_images(monkeypatch, segmentation, "evaluate")
     monkeypatch.chdir(tmp_path)
     args = train_segmentation.build_parser().parse_args(
         ["--backbone", "resnet_mini", "--tag", "limited", "--label_name", "labels", "--data_dir", str(toy_voc),

@@ -39,36 +39,35 @@ def busy_worker(folder):
     time.sleep(60)
 
 
-def test_an_error_in_the_block_terminates_busy_workers(tmp_path):
-    started = time.monotonic()
-    with pytest.raises(Boom), worker_pool(2) as pool:
-        workers = list(pool._pool)
-        for _ in workers:
-            pool.apply_async(busy_worker, (tmp_path,))
-        while len(list(tmp_path.iterdir())) < len(workers):
-            time.sleep(0.01)
-        raise Boom
-    assert time.monotonic() - started < 30
-    assert [worker.exitcode for worker in workers] == [128 + signal.SIGTERM] * 2  # exit_on_sigterm's code
-
-
 def deaf_worker(folder):
     """A worker that ignores SIGTERM (as one that missed it), marked as started."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     busy_worker(folder)
 
 
-def test_workers_that_miss_the_sigterm_are_killed_after_the_grace_period(tmp_path, monkeypatch):
-    monkeypatch.setattr(processes, "TERMINATE_GRACE_S", 0.5)
+def fail_while_busy(task, folder):
+    """Give each of two workers `task`, fail once both have started; (workers, seconds to leave)."""
     started = time.monotonic()
     with pytest.raises(Boom), worker_pool(2) as pool:
         workers = list(pool._pool)
         for _ in workers:
-            pool.apply_async(deaf_worker, (tmp_path,))
-        while len(list(tmp_path.iterdir())) < len(workers):
+            pool.apply_async(task, (folder,))
+        while len(list(folder.iterdir())) < len(workers):
             time.sleep(0.01)
         raise Boom
-    assert time.monotonic() - started < 20
+    return workers, time.monotonic() - started
+
+
+def test_an_error_in_the_block_terminates_busy_workers(tmp_path):
+    workers, seconds = fail_while_busy(busy_worker, tmp_path)
+    assert seconds < 30
+    assert [worker.exitcode for worker in workers] == [128 + signal.SIGTERM] * 2  # exit_on_sigterm's code
+
+
+def test_workers_that_miss_the_sigterm_are_killed_after_the_grace_period(tmp_path, monkeypatch):
+    monkeypatch.setattr(processes, "TERMINATE_GRACE_S", 0.5)
+    workers, seconds = fail_while_busy(deaf_worker, tmp_path)
+    assert seconds < 20
     assert [worker.exitcode for worker in workers] == [-signal.SIGKILL] * 2
 
 
