@@ -14,6 +14,10 @@ the image. Annotations are decoded with pycocotools (polygons, uncompressed and 
 Masks already written are skipped, so a stopped run resumes; --shard i/n splits the images over
 machines, --num_workers over processes. Each split's annotation file is read once (all of it is
 held in memory while that split is rendered).
+
+Also writes each split's label index, {data_dir}/mask/{split}.labels.npz (the ids and image-level
+labels, stamped with the annotation file's size and date): the other stages list and label images
+from it instead of parsing the annotation file. A rerun writes it again and skips existing masks.
 """
 import argparse
 

@@ -3,12 +3,13 @@ one-line refusals of missing or broken annotation files that write nothing. Comm
 user runs them where the output matters; the other cases call the stage in this process."""
 import argparse
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
-
 from stage_runner import run_stage
+
 from wsss.data import coco
 from wsss.data.toy_coco import generate
 from wsss.stages import coco_masks
@@ -94,5 +95,71 @@ def test_help_states_the_convention(tmp_path):
     text = run_stage("make_coco_masks.py", "--help", cwd=tmp_path).stdout
     for phrase in ("ascending COCO category id", "crowd regions stay background", "later instance",
                    "without annotations is all background", "mask/train2014/COCO_train2014_000000000009.png",
-                   "--shard", "(default: ../coco2014/)"):
+                   "--shard", "(default: ../coco2014/)", "mask/{split}.labels.npz"):
         assert phrase in " ".join(text.split()), phrase
+
+
+def split_labels_from_annotations(root, split):
+    records = coco.read_instances(root / "annotations" / f"instances_{split}.json", split)
+    return list(records), np.stack([coco.image_label(record) for record in records.values()])
+
+
+def test_the_label_index_lists_and_labels_without_the_annotation_file(toy_coco, tmp_path, monkeypatch, capsys):
+    root = fresh_copy(toy_coco, tmp_path)
+    run_here("--data_dir", root, "--num_workers", "0")
+    expected = {split: split_labels_from_annotations(root, split) for split in coco.SPLITS}
+    assert sorted(path.name for path in (root / "mask").glob("*.npz")) == ["train2014.labels.npz",
+                                                                           "val2014.labels.npz"]
+
+    def no_annotation_file(*_):
+        raise AssertionError("the annotation file was read")
+
+    monkeypatch.setattr(coco, "read_instances", no_annotation_file)
+    capsys.readouterr()  # make_coco_masks' progress bars
+    data = coco.COCOData(root)
+    for split, domain in (("train2014", "train"), ("val2014", "val")):
+        ids, labels = expected[split]
+        assert data.image_ids(domain) == ids
+        np.testing.assert_array_equal(np.stack([data.label(image_id) for image_id in ids]), labels)
+        assert data.label(ids[0]).dtype == np.float32
+    assert capsys.readouterr().err == ""
+    with pytest.raises(StageError, match="COCO_train2014_000000999999 is not in the annotations"):
+        data.label("COCO_train2014_000000999999")
+
+
+def test_a_changed_annotation_file_or_no_index_reads_the_annotations_with_one_note(toy_coco, tmp_path, capsys):
+    root = fresh_copy(toy_coco, tmp_path)
+    run_here("--data_dir", root, "--num_workers", "0")
+    annotation = root / "annotations" / "instances_train2014.json"
+    ids, labels = split_labels_from_annotations(root, "train2014")
+    index = root / "mask" / "train2014.labels.npz"
+    status = annotation.stat()
+    for change in (lambda: os.utime(annotation, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9)), index.unlink):
+        change()
+        capsys.readouterr()
+        for _ in range(2):  # a second stage object in the same process reuses what the first read
+            data = coco.COCOData(root)
+            assert data.image_ids("train") == ids
+            np.testing.assert_array_equal(np.stack([data.label(image_id) for image_id in ids]), labels)
+        notes = capsys.readouterr().err.strip().splitlines()
+        assert len(notes) == 1 and notes[0].startswith(f"note: {index} is missing or was made from another "
+                                                        "instances_train2014.json")
+    run_here("--data_dir", root, "--num_workers", "0")  # writes the index again, for the annotation file as it is
+    capsys.readouterr()
+    assert coco.read_label_index(index, annotation).ids == ids and coco.COCOData(root).image_ids("train") == ids
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("content", [b"not a zip", "float labels"])
+def test_a_damaged_label_index_is_one_stage_error(toy_coco, tmp_path, content):
+    root = fresh_copy(toy_coco, tmp_path)
+    run_here("--data_dir", root, "--num_workers", "0")
+    index = root / "mask" / "train2014.labels.npz"
+    if isinstance(content, bytes):
+        index.write_bytes(content)
+    else:
+        with np.load(index) as arrays:
+            ids, stamp = arrays["ids"], arrays["annotation_stamp"]
+        np.savez(index, ids=ids, labels=np.zeros((len(ids), 80), np.float32), annotation_stamp=stamp)
+    with pytest.raises(StageError, match=f"{index}: damaged label index .*run make_coco_masks.py again"):
+        coco.COCOData(root).image_ids("train")

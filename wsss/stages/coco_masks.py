@@ -1,10 +1,22 @@
 """Rendering COCO 2014's semantic ground-truth masks from its instance annotations (make_coco_masks.py):
-one class-id PNG per image, `{mask_dir}/{split}/{image id}.png`, in the convention of wsss.data.coco."""
+one class-id PNG per image, `{mask_dir}/{split}/{image id}.png`, in the convention of wsss.data.coco,
+and the split's label index `{mask_dir}/{split}.labels.npz`, which the other stages read instead of
+the annotation file."""
 import argparse
 import functools
 import pathlib
 
-from wsss.data.coco import SPLITS, COCOData, clear_instances, parse_image_name, render_mask, require_annotation_file
+from wsss.data.coco import (
+    SPLITS,
+    COCOData,
+    SplitLabels,
+    clear_instances,
+    label_index_path,
+    parse_image_name,
+    render_mask,
+    require_annotation_file,
+    save_label_index,
+)
 from wsss.utils.cli import add_shard_argument
 from wsss.utils.errors import StageError
 from wsss.utils.files import save_label_png
@@ -46,16 +58,19 @@ def write_mask(image_id, data, out_dir):
 
 
 def run(args):
-    """Render every split's missing masks; returns the mask folder."""
+    """Render every split's missing masks and write its label index; returns the mask folder."""
     data = COCOData(args.data_dir)
     mask_dir = pathlib.Path(args.mask_dir) if args.mask_dir is not None else data.root / "mask"
     for split in args.splits:  # every file there before the first split is rendered
         require_annotation_file(data.annotation_path(split))
     for split in args.splits:
         clear_instances()  # one split's annotations in memory at a time
-        ids = list(data.records(split))
+        records = data.records(split)
+        ids = list(records)
         out_dir = mask_dir / split
         pending = plan_outputs(out_dir, ids, args.shard, advice="make it writable or pass another --mask_dir")
+        save_label_index(label_index_path(mask_dir, split), SplitLabels.from_records(records),
+                         data.annotation_path(split))
         print(f"{split}: {len(ids)} images, {len(pending)} masks to render into {out_dir}")
         run_per_image(functools.partial(write_mask, data=data, out_dir=out_dir), pending, out_dir, args.num_workers)
     return mask_dir
