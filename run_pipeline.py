@@ -135,6 +135,9 @@ def build_parser():
     parser.add_argument("--alpha", type=float, default=4.0, help="puzzle reconstruction-loss weight")
     parser.add_argument("--scales", type=scales_type, help="CAM and segmentation inference scales")
     parser.add_argument("--num_workers", type=int, help="worker processes of every stage")
+    parser.add_argument("--eval_images", type=int,
+                        help="the classifier and DeepLabv3+ score only the first N images of their evaluation list "
+                             "after each epoch (unset: all, as published; worth setting on COCO)")
     parser.add_argument("--uss_iterations", type=int,
                         help="USS training steps per image at most (unset: USS.py's published 64)")
     return parser
@@ -166,6 +169,7 @@ class Plan:
         # every stage's --dataset (left out for VOC: its command lines stay the published ones) and --data_dir
         self.dataset_flags = flags(dataset=None if args.dataset == DEFAULT_DATASET else args.dataset)
         self.data = flags(data_dir=args.data_dir) + self.dataset_flags
+        self.evaluation = flags(eval_images=args.eval_images)  # of the trainers that evaluate every epoch
         self.paths = ExperimentPaths()
         self.stages = []
         self.evaluations = {}
@@ -217,7 +221,8 @@ class Plan:
         method_flags.update(overrides)
         self.add(f"classifier {tag}", method.train_script,
                  flags(architecture=a.architecture, pretrained=a.pretrained, **method_flags)
-                 + flags(tag=tag) + self.training_flags(a.cls_epochs, a.cls_lr), self.trained(tag), tag)
+                 + flags(tag=tag) + self.training_flags(a.cls_epochs, a.cls_lr) + self.evaluation,
+                 self.trained(tag), tag)
 
     def cams(self, tag, method, domain):
         a = self.args
@@ -251,8 +256,8 @@ class Plan:
                  self.predicted(pseudo, "train_aug", (".png",)))
         self.add("DeepLabv3+", "train_segmentation.py",
                  flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
-                       label_name=pseudo) + self.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size),
-                 self.trained(seg_tag), seg_tag)
+                       label_name=pseudo) + self.training_flags(a.seg_epochs, a.seg_lr, a.seg_batch_size)
+                 + self.evaluation, self.trained(seg_tag), seg_tag)
         return rw, pseudo, self.segmentation_predictions(seg_tag)
 
     def segmentation_predictions(self, seg_tag, suffix=""):
@@ -351,7 +356,7 @@ def perimeter_fit_chain(plan, cams, init):
              plan.predicted(pseudo, "train_aug", (".png",)))
     plan.add(f"DeepLabv3+ + {PERIMETER_FIT}", "train_segmentation.py",
              flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
-                   label_name=pseudo) + silop_training_flags(plan, "DeepLabv3+", a.seg_epochs),
+                   label_name=pseudo) + silop_training_flags(plan, "DeepLabv3+", a.seg_epochs) + plan.evaluation,
              plan.trained(seg_tag), seg_tag)
     predictions = plan.segmentation_predictions(seg_tag, f" + {PERIMETER_FIT}")
     for row, (name, mode, domain) in zip(TABLE2_ROWS, ((combined, "npy", "train"), (rw, "rw", "train"),
@@ -382,7 +387,8 @@ def cpn_chain(args):
     model = plan.paths.model(cls_tag)
     plan.add(f"classifier {cls_tag}", method.train_script,
              flags(network=network, weights=a.pretrained, mode="normal" if a.pretrained == "none" else None,
-                   session_name=cls_tag) + plan.training_flags(a.cls_epochs, a.cls_lr), plan.trained(cls_tag), cls_tag)
+                   session_name=cls_tag) + plan.training_flags(a.cls_epochs, a.cls_lr) + plan.evaluation,
+             plan.trained(cls_tag), cls_tag)
     cams = cam_name(cls_tag, "train_aug", a.scales)
     plan.add(f"CAMs {cls_tag}", "infer_cam.py",
              flags(network=network, weights=model, infer_list="train_aug", scales=a.scales,

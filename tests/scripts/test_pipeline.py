@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 from stage_runner import PROGRESS_LINE, REPOSITORY, ctrl_c_as_in_a_terminal
 
@@ -41,6 +42,20 @@ def test_presets_fill_only_unset_flags_and_voc_keeps_published_defaults():
         "train_classification_with_puzzle.py", "inference_classification.py", "make_affinity_labels.py",
         "train_affinitynet.py", "inference_rw.py", "make_pseudo_labels.py", "train_segmentation.py",
         "inference_segmentation.py", "inference_segmentation.py"]
+
+
+@pytest.mark.parametrize("method, refine", [("puzzle", "perimeterfit"), ("cpn", "none")])
+def test_eval_images_goes_to_the_trainers_that_evaluate_every_epoch(method, refine):
+    argv = ["--dataset", "coco14", "--eval_images", "7", "--method", method, "--refine", refine]
+    args = run_pipeline.apply_preset(run_pipeline.build_parser().parse_args(argv))
+    plan = run_pipeline.cpn_chain(args) if method == "cpn" else run_pipeline.table2(args)
+    limited = [stage.script for stage in plan.stages
+               if "--eval_images" in stage.flags and stage.flags[stage.flags.index("--eval_images") + 1] == 7]
+    expected = {"puzzle": ["train_classification_with_puzzle.py", "train_segmentation.py", "train_segmentation.py"],
+                "cpn": ["train_cpn.py", "train_segmentation.py"]}
+    assert limited == expected[method]
+    unset = run_pipeline.table2(run_pipeline.apply_preset(run_pipeline.build_parser().parse_args([])))
+    assert all("--eval_images" not in stage.flags for stage in unset.stages)
 
 
 def test_table1_plan_trains_the_four_loss_options():
