@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from wsss.utils.cli import StageError, add_training_arguments
-from wsss.utils.files import load_checkpoint, load_training_state, read_json
+from wsss.utils.files import load_checkpoint, load_training_state, read_json, save_training_state
 from wsss.utils.training import fit, set_seed, training_loader
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -205,3 +205,30 @@ def test_resuming_with_other_flags_is_refused(tmp_path, monkeypatch):
     run(parse_args("--max_epoch", "1"), model, optimizer)
     with pytest.raises(StageError, match=r"cannot resume, the run differs from the stopped one \(max_epoch 1 → 2\)"):
         run(parse_args("--max_epoch", "2", "--resume"), *build())
+
+
+def with_eval_images(args, count):
+    args.eval_images = count  # the flag of the trainers that evaluate (cli.add_eval_images_argument)
+    return args
+
+
+def test_resuming_with_another_evaluated_image_count_is_refused(tmp_path, monkeypatch):
+    """The restored best mIoU was measured on the stopped run's evaluation images."""
+    monkeypatch.chdir(tmp_path)
+    run(with_eval_images(parse_args("--max_epoch", "1"), 5), *build(), evaluate=scripted_evaluation([0.5]))
+    with pytest.raises(StageError, match=r"cannot resume, the run differs from the stopped one \(eval_images 5 → 0\)"):
+        run(with_eval_images(parse_args("--max_epoch", "1", "--resume"), 0), *build(),
+            evaluate=scripted_evaluation([0.5]))
+
+
+def test_a_state_saved_before_eval_images_existed_resumes_as_every_image(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run(parse_args("--max_epoch", "2"), *build())
+    path = tmp_path / "experiments" / "models" / "toy.state.pth"
+    state = load_training_state(path)
+    del state["run"]["eval_images"]
+    state["epoch"], state["iteration"] = 1, ITERATIONS_PER_EPOCH
+    save_training_state(state, path)
+    run(with_eval_images(parse_args("--max_epoch", "2", "--resume"), 0), *build())
+    with pytest.raises(StageError, match=r"\(eval_images 0 → 3\)"):
+        run(with_eval_images(parse_args("--max_epoch", "2", "--resume"), 3), *build())

@@ -30,7 +30,7 @@ stage's outputs of an image share one file stem. Masks rendered by ReCAM's scrip
 values and only need renaming.
 
 The label index spares the other stages the annotation file: parsed, the 450 MB train2014 JSON
-takes about 20 s and 3 GB in every process that lists or labels its images. The index holds the
+takes about 15 s and 3 GB in every process that lists or labels its images. The index holds the
 ids in list order, the labels (uint8, images × 80) and the size and modification time of the
 annotation file it was made from; when the file has changed since (or there is no index) the
 stages read the annotation file instead and say so in one line.
@@ -41,9 +41,9 @@ no pixel and is skipped (pycocotools would take a four-number polygon for a box)
 """
 import functools
 import json
+import logging
 import pathlib
 import re
-import sys
 import zipfile
 
 import numpy as np
@@ -59,6 +59,9 @@ __all__ = ["CATEGORIES", "CLASS_NAMES", "NUM_CLASSES", "CATEGORY_TO_CLASS", "SPL
            "render_mask", "encode_instance", "read_instances", "clear_instances", "require_annotation_file",
            "check_data_dir", "SplitLabels", "label_index_path", "save_label_index", "read_label_index", "COCOData",
            "ground_truth", "load_mask"]
+
+LOG = logging.getLogger(__name__)
+LABEL_INDEX_FORMAT = 1  # raised whenever what the index holds or how labels are derived changes
 
 # (category id, name) of the 80 COCO categories, in category-id order: class id = position + 1
 CATEGORIES = (
@@ -289,25 +292,28 @@ def label_index_path(mask_dir, split):
 def save_label_index(path, split_labels, annotation_path):
     """Write a split's label index (atomically): ids, labels, and the annotation file's stamp."""
     with atomic_path(path) as temporary, open(temporary, "wb") as stream:
-        np.savez(stream, ids=np.array(split_labels.ids, dtype=str), labels=split_labels.labels,
-                 annotation_stamp=np.array(file_stamp(annotation_path), dtype=np.int64))
+        np.savez(stream, format=np.int64(LABEL_INDEX_FORMAT), ids=np.array(split_labels.ids, dtype=str),
+                 labels=split_labels.labels,
+                 annotation_stamp=np.array(_file_stamp(annotation_path), dtype=np.int64))
 
 
 def read_label_index(path, annotation_path):
-    """The SplitLabels of a label index, or None when there is none or it was made from another
-    version of the annotation file. A damaged index is one StageError."""
+    """The SplitLabels of a label index, or None when there is none, it was made from another version
+    of the annotation file or it is of another format. A damaged index is one StageError."""
     path = pathlib.Path(path)
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as arrays:
+            if "format" not in arrays or int(arrays["format"]) != LABEL_INDEX_FORMAT:
+                return None
             ids, labels, stamp = arrays["ids"], arrays["labels"], arrays["annotation_stamp"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise StageError(f"{path}: damaged label index ({error}); delete it or run make_coco_masks.py again")
     if ids.ndim != 1 or ids.dtype.kind != "U" or labels.dtype != np.uint8 or labels.shape != (len(ids), NUM_CLASSES) \
             or stamp.shape != (2,):
         raise StageError(f"{path}: damaged label index (unexpected arrays); delete it or run make_coco_masks.py again")
-    if tuple(stamp.tolist()) != file_stamp(annotation_path):
+    if tuple(stamp.tolist()) != _file_stamp(annotation_path):
         return None
     return SplitLabels(ids.tolist(), labels)
 
@@ -316,14 +322,13 @@ def read_label_index(path, annotation_path):
 def _split_labels(index_path, annotation_path, split, stamps):
     split_labels = read_label_index(index_path, annotation_path)
     if split_labels is None:
-        print(f"note: {index_path} is missing or was made from another {annotation_path.name}; reading the "
-              "annotation file instead (about 20 s and 3 GB per process for train2014; make_coco_masks.py writes "
-              "the index)", file=sys.stderr)
+        LOG.warning(f"note: {index_path} is missing or out of date; reading {annotation_path} instead (about 15 s "
+                    "and 3 GB per process for train2014; make_coco_masks.py writes the index)")
         split_labels = SplitLabels.from_records(read_instances(annotation_path, split))
     return split_labels
 
 
-def file_stamp(path):
+def _file_stamp(path):
     """(size, mtime in ns) of a file, or None when it is missing: a cache key that changes with the file."""
     try:
         status = pathlib.Path(path).stat()
@@ -373,7 +378,7 @@ class COCOData:
             annotation_path = require_annotation_file(self.annotation_path(split))
             index_path = label_index_path(self.root / "mask", split)
             self._split_labels[split] = _split_labels(index_path, annotation_path, split,
-                                                      (file_stamp(index_path), file_stamp(annotation_path)))
+                                                      (_file_stamp(index_path), _file_stamp(annotation_path)))
         return self._split_labels[split]
 
     def record(self, image_id):

@@ -64,7 +64,7 @@ DATASETS = {
         name="voc12", title="PASCAL VOC 2012", num_classes=voc.NUM_CLASSES,
         default_data_dir="../VOCtrainval_11-May-2012/", domains=("train", "train_aug", "val", "test"),
         class_names=_voc_class_names, image_ids=voc.read_image_ids, open=voc.VOCData, load_mask=voc.load_mask,
-        palette=voc.voc_palette, ground_truth=voc.ground_truth, image_folder="JPEGImages"),
+        palette=voc.voc_palette, ground_truth=voc.ground_truth, image_folder=voc.IMAGE_FOLDER),
     "coco14": DatasetEntry(
         name="coco14", title="MS COCO 2014", num_classes=coco.NUM_CLASSES,
         default_data_dir="../coco2014/", domains=tuple(coco.DOMAIN_SPLITS),

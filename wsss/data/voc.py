@@ -17,6 +17,7 @@ from wsss.utils.labels import check_class_ids
 
 REPOSITORY_DATA = pathlib.Path(__file__).resolve().parents[2] / "data"
 NUM_CLASSES = 20
+IMAGE_FOLDER = "JPEGImages"  # every image of the dataset, {id}.jpg
 
 
 def check_data_dir(data_dir):
@@ -24,7 +25,7 @@ def check_data_dir(data_dir):
     if not path.is_dir():
         raise StageError(f"{path}: data_dir not found; pass --data_dir pointing at VOC2012 "
                          "(JPEGImages/, Annotations/, SegmentationClass/) or the toy dataset")
-    if not (path / "JPEGImages").is_dir():
+    if not (path / IMAGE_FOLDER).is_dir():
         raise StageError(f"{path}: no JPEGImages/ folder; is --data_dir the VOC2012 folder?")
     return path
 
@@ -197,7 +198,7 @@ class VOCData:
         self.class_dic = self.class_info["class_dic"]
 
     def image_path(self, image_id):
-        return self.root / "JPEGImages" / f"{image_id}.jpg"
+        return self.root / IMAGE_FOLDER / f"{image_id}.jpg"
 
     def mask_path(self, image_id):
         return self.root / "SegmentationClass" / f"{image_id}.png"

@@ -7,6 +7,7 @@ import multiprocessing
 import signal
 import sys
 import threading
+import time
 
 PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent dies
 
@@ -41,29 +42,31 @@ TERMINATE_GRACE_S = 5.0
 @contextlib.contextmanager
 def worker_pool(num_workers):
     """A fork pool of `num_workers` output-writing workers (pool_worker_setup). Leaving the block
-    normally closes the pool and waits for the workers to finish their tasks; leaving it on an
-    error terminates them (SIGTERM: a writer removes its temporary file) and re-raises."""
+    normally closes the pool and waits for the workers to finish their tasks; an error (also one
+    while waiting) terminates them and is re-raised."""
     pool = multiprocessing.get_context("fork").Pool(num_workers, initializer=pool_worker_setup)
     try:
         yield pool
+        pool.close()
+        pool.join()
     except BaseException:
         terminate(pool)
         raise
-    pool.close()
-    pool.join()
 
 
 def terminate(pool):
-    """pool.terminate(), with SIGKILL for the workers still alive after TERMINATE_GRACE_S.
+    """pool.terminate() (SIGTERM: a writer removes its temporary file and exits), then SIGKILL for
+    the workers still alive after TERMINATE_GRACE_S, and after as long again it stops waiting.
 
     An idle worker can miss the SIGTERM and stay blocked on the pool's task queue (Python drops a
     signal that reaches a freshly forked process before its after-fork clean-up; idle workers were
-    also seen to miss it later), and terminate() would wait for it for ever. A worker without a
-    task has nothing to clean up, so killing it loses nothing."""
+    also seen to miss it later), and terminate() would wait for it for ever. A worker killed in the
+    middle of a long write leaves its temporary file, which the next write of that file reuses."""
     stopper = threading.Thread(target=pool.terminate, daemon=True)
     stopper.start()
     stopper.join(TERMINATE_GRACE_S)
-    while stopper.is_alive():  # the pool's workers no longer change: terminate() has stopped replacing them
+    deadline = time.monotonic() + TERMINATE_GRACE_S
+    while stopper.is_alive() and time.monotonic() < deadline:  # terminate() no longer replaces workers
         for worker in list(pool._pool):
             if worker.is_alive():
                 worker.kill()

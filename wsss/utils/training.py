@@ -92,10 +92,16 @@ class _Discard:
         return lambda *args, **kwargs: None
 
 
+# signature entries added after the first saved states, and what a state without them ran with
+LATER_SIGNATURE_DEFAULTS = {"eval_images": 0}
+
+
 def _run_signature(args, iterations_per_epoch):
-    """What a resumed run must share with the stopped one to continue its schedule and data order."""
+    """What a resumed run must share with the stopped one to continue its schedule and data order,
+    and to compare its evaluations with the stopped run's best (the same evaluated images)."""
     return {"max_epoch": args.max_epoch, "batch_size": args.batch_size, "seed": args.seed,
-            "iterations_per_epoch": iterations_per_epoch, "processes": distributed.world_size()}
+            "iterations_per_epoch": iterations_per_epoch, "processes": distributed.world_size(),
+            "eval_images": getattr(args, "eval_images", 0)}
 
 
 def _resume(args, path, model, optimizer, scaler, iterations_per_epoch):
@@ -103,8 +109,9 @@ def _resume(args, path, model, optimizer, scaler, iterations_per_epoch):
     and scaler; returns it."""
     state = distributed.broadcast_object(load_training_state(path) if distributed.is_main() else None)
     expected = _run_signature(args, iterations_per_epoch)
-    changed = [f"{name} {state['run'].get(name)} → {value}" for name, value in expected.items()
-               if state["run"].get(name) != value]
+    stopped = {**LATER_SIGNATURE_DEFAULTS, **state["run"]}
+    changed = [f"{name} {stopped.get(name)} → {value}" for name, value in expected.items()
+               if stopped.get(name) != value]
     if changed:
         raise StageError(f"{path}: cannot resume, the run differs from the stopped one ({', '.join(changed)}); "
                          "use the same flags and process count")
