@@ -225,9 +225,11 @@ def test_resnet38d_forward_shapes_and_frozen_layers(network):
 
 
 def plain_block(block, x):
-    """A ResNet-38 block written out of place (fresh tensors for every ReLU and the residual sum)."""
+    """A ResNet-38 block written out of place (fresh tensors for every ReLU and the residual sum);
+    its batch norms in the block's mode, its dropout left out (the test sets p = 0 when training)."""
     def bn(layer, z):
-        return F.batch_norm(z, layer.running_mean, layer.running_var, layer.weight, layer.bias, False, 0.0, layer.eps)
+        return F.batch_norm(z, layer.running_mean.clone(), layer.running_var.clone(), layer.weight, layer.bias,
+                            block.training, 0.0, layer.eps)
 
     activated = F.relu(bn(block.bn_branch2a, x))
     shortcut = block.conv_branch1(activated) if hasattr(block, "conv_branch1") else x
@@ -237,13 +239,15 @@ def plain_block(block, x):
     return shortcut + residual, activated
 
 
-@pytest.mark.parametrize("frozen", [False, True], ids=["BatchNorm2d", "FrozenBatchNorm2d"])
+@pytest.mark.parametrize("norm", ["BatchNorm2d", "FrozenBatchNorm2d", "batch statistics"])
 @pytest.mark.parametrize("make_block", [lambda: ResBlock(4, 3, 4, dilation=2), lambda: ResBlock(4, 3, 6, stride=2),
                                         lambda: BottleneckBlock(4, 8, dilation=4, dropout=0.5)],
                          ids=["identity", "projection", "bottleneck"])
-def test_in_place_blocks_keep_the_out_of_place_values_and_gradients(make_block, frozen):
+def test_in_place_blocks_keep_the_out_of_place_values_and_gradients(make_block, norm):
     """The blocks' ReLUs and residual sums run in place: the same values, bitwise, as fresh tensors,
-    and autograd still has what it needs (ResNet-38's set-up: frozen batch norm, in eval mode)."""
+    and autograd still has what it needs: ResNet-38's set-up (frozen batch norm in eval mode, as
+    nn.BatchNorm2d or FrozenBatchNorm2d) and batch norm on batch statistics with trained affine
+    parameters (a registered trunk under `--mode normal`)."""
     torch.manual_seed(3)
     block = make_block().eval()
     for module in block.modules():
@@ -252,14 +256,17 @@ def test_in_place_blocks_keep_the_out_of_place_values_and_gradients(make_block, 
             module.running_var.uniform_(0.5, 2)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.5, 0.5)
-            module.requires_grad_(False)
-    if frozen:
+            module.requires_grad_(norm == "batch statistics")
+        if isinstance(module, nn.Dropout2d):
+            module.p = 0.0
+    if norm == "FrozenBatchNorm2d":
         use_frozen_batchnorm(block)
+    block.train(norm == "batch statistics")
     x = torch.randn(2, 4, 7, 6, requires_grad=True)
     out, activated = block(x)
     expected, expected_activated = plain_block(block, x)
     assert torch.equal(out, expected) and torch.equal(activated, expected_activated)
-    inputs = (x, block.conv_branch2a.weight)
+    inputs = (x, block.conv_branch2a.weight) + ((block.bn_branch2a.weight,) if norm == "batch statistics" else ())
     gradients = torch.autograd.grad(out.square().sum() + activated.sum(), inputs)
     expected_gradients = torch.autograd.grad(expected.square().sum() + expected_activated.sum(), inputs)
     for gradient, expected_gradient in zip(gradients, expected_gradients):
