@@ -356,7 +356,8 @@ def perimeter_fit_chain(plan, cams, init):
              plan.predicted(pseudo, "train_aug", (".png",)))
     plan.add(f"DeepLabv3+ + {PERIMETER_FIT}", "train_segmentation.py",
              flags(backbone=a.architecture, pretrained=init, mode="fix", use_gn="True", tag=seg_tag,
-                   label_name=pseudo) + silop_training_flags(plan, "DeepLabv3+", a.seg_epochs) + plan.evaluation,
+                   label_name=pseudo)
+             + silop_training_flags(plan, "DeepLabv3+", a.seg_epochs, a.seg_lr, a.seg_batch_size) + plan.evaluation,
              plan.trained(seg_tag), seg_tag)
     predictions = plan.segmentation_predictions(seg_tag, f" + {PERIMETER_FIT}")
     for row, (name, mode, domain) in zip(TABLE2_ROWS, ((combined, "npy", "train"), (rw, "rw", "train"),
@@ -409,12 +410,14 @@ def cpn_chain(args):
     return plan
 
 
-def silop_training_flags(plan, network, epochs):
-    """The training flags of SILOP's AffinityNet or DeepLabv3+: the runner's, with SILOP's batch size
-    and epochs where the preset leaves them unset."""
+def silop_training_flags(plan, network, epochs, lr=None, batch_size=None):
+    """The training flags of SILOP's AffinityNet or DeepLabv3+: the runner's (the preset's epochs,
+    learning rate and batch size as for the Puzzle-CAM chain), with SILOP's batch size and epochs
+    where the preset leaves them unset."""
     defaults = SILOP_TRAINING[network]
-    batch = flags(batch_size=defaults["batch_size"]) if plan.args.batch_size is None else []
-    return batch + plan.training_flags(defaults["max_epoch"] if epochs is None else epochs)
+    if batch_size is None and plan.args.batch_size is None:
+        batch_size = defaults["batch_size"]
+    return plan.training_flags(defaults["max_epoch"] if epochs is None else epochs, lr, batch_size)
 
 
 def shown_interpreter():

@@ -235,6 +235,17 @@ def test_runner_voc_preset_takes_silop_training_defaults():
     assert "--batch_size" not in stages["AffinityNet"]  # the plain chain keeps Puzzle-CAM's defaults
 
 
+def test_runner_toy_preset_trains_both_deeplabs_alike():
+    """SILOP's DeepLabv3+ takes the preset's DeepLabv3+ settings, as the Puzzle-CAM chain's does."""
+    args = run_pipeline.apply_preset(run_pipeline.build_parser().parse_args(["--refine", "perimeterfit"]))
+    stages = {stage.name: stage_flags(stage) for stage in run_pipeline.table2(args).stages}
+    plain, silop = stages["DeepLabv3+"], stages["DeepLabv3+ + PerimeterFit"]
+    assert (silop["--batch_size"], silop["--lr"], silop["--max_epoch"]) == (args.seg_batch_size, args.seg_lr,
+                                                                          args.seg_epochs) == (8, 0.001, 4)
+    assert {flag: value for flag, value in plain.items() if flag not in ("--tag", "--label_name")} \
+        == {flag: value for flag, value in silop.items() if flag not in ("--tag", "--label_name")}
+
+
 def test_runner_refuses_refine_with_table_1(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stop:
