@@ -180,15 +180,11 @@ class Plan:
 
     def ground_truth(self):
         """The dataset's mask rendering (COCO's make_coco_masks.py), done when every train and val
-        image has its mask."""
+        image has its mask and each split its label index."""
         a = self.args
-
-        def done():
-            data = self.benchmark.open(a.data_dir)
-            return all(data.mask_path(i).is_file() for domain in ("train", "val")
-                       for i in self.benchmark.image_ids(domain, a.data_dir))
         self.add("ground-truth masks", self.benchmark.mask_script,
-                 flags(data_dir=a.data_dir, num_workers=a.num_workers), done)
+                 flags(data_dir=a.data_dir, num_workers=a.num_workers),
+                 functools.partial(self.benchmark.mask_script_done, a.data_dir))
 
     def add(self, name, script, stage_flags, done, training_tag=None):
         self.stages.append(Stage(name, script, stage_flags, done, training_tag))

@@ -173,3 +173,17 @@ def test_a_damaged_label_index_is_one_stage_error(toy_coco, tmp_path, content):
                  annotation_stamp=stamp)
     with pytest.raises(StageError, match=f"{index}: damaged label index .*run make_coco_masks.py again"):
         coco.COCOData(root).image_ids("train")
+
+
+def test_ground_truth_is_ready_with_every_mask_and_both_label_indexes(toy_coco, tmp_path):
+    """The runner's check that make_coco_masks.py has nothing left to do."""
+    root = fresh_copy(toy_coco, tmp_path)
+    assert not coco.ground_truth_ready(root)
+    run_here("--data_dir", root, "--num_workers", "0")
+    assert coco.ground_truth_ready(root)
+    val_mask = sorted((root / "mask" / "val2014").glob("*.png"))[0]
+    for remove in (val_mask, root / "mask" / "train2014.labels.npz"):
+        remove.unlink()
+        assert not coco.ground_truth_ready(root)
+        run_here("--data_dir", root, "--num_workers", "0")
+        assert coco.ground_truth_ready(root)

@@ -13,6 +13,7 @@ from PIL import Image
 from stage_runner import PROGRESS_LINE, REPOSITORY, ctrl_c_as_in_a_terminal
 
 import run_pipeline
+from wsss.data import coco
 
 TINY = ["--generate_toy", "False", "--batch_size", "2", "--seg_batch_size", "2", "--image_size", "96",
         "--min_image_size", "64", "--max_image_size", "112", "--cls_epochs", "1", "--aff_epochs", "1",
@@ -140,6 +141,8 @@ def test_coco_plan_renders_the_masks_first_and_passes_the_dataset_to_every_stage
         stage_flags = dict(zip(stage.flags[::2], stage.flags[1::2]))
         assert stage_flags["--dataset"] == "coco14" and stage_flags["--data_dir"] == "toy_coco", stage.name
     assert "--dataset" not in plan.stages[0].flags  # make_coco_masks.py is COCO's own script
+    done = plan.stages[0].done  # every mask and both label indexes (tests/scripts/test_make_coco_masks.py)
+    assert (done.func, done.args) == (coco.ground_truth_ready, ("toy_coco",))
     report = dict(zip(plan.report[::2], plan.report[1::2]))
     assert report["--dataset"] == "coco14"
     # VOC plans name no dataset: the printed command lines stay the published ones

@@ -57,7 +57,8 @@ from wsss.utils.labels import check_class_ids
 __all__ = ["CATEGORIES", "CLASS_NAMES", "NUM_CLASSES", "CATEGORY_TO_CLASS", "SPLITS", "DOMAIN_SPLITS",
            "ImageRecord", "image_name", "parse_image_name", "index_instances", "image_label", "instance_rle",
            "render_mask", "encode_instance", "read_instances", "clear_instances", "require_annotation_file",
-           "check_data_dir", "SplitLabels", "label_index_path", "save_label_index", "read_label_index", "COCOData",
+           "check_data_dir", "SplitLabels", "label_index_path", "save_label_index", "read_label_index",
+           "ground_truth_ready", "COCOData",
            "ground_truth", "load_mask"]
 
 LOG = logging.getLogger(__name__)
@@ -326,6 +327,20 @@ def _split_labels(index_path, annotation_path, split, stamps):
                     "and 3 GB per process for train2014; make_coco_masks.py writes the index)")
         split_labels = SplitLabels.from_records(read_instances(annotation_path, split))
     return split_labels
+
+
+def ground_truth_ready(data_dir):
+    """Whether make_coco_masks.py has nothing left to do in `data_dir`: each split has an up-to-date
+    label index and every image of it has its mask."""
+    data = COCOData(data_dir)
+    for split in SPLITS:
+        annotation_path = data.annotation_path(split)
+        if not annotation_path.is_file():
+            return False
+        split_labels = read_label_index(label_index_path(data.root / "mask", split), annotation_path)
+        if split_labels is None or not all(data.mask_path(image_id).is_file() for image_id in split_labels.ids):
+            return False
+    return True
 
 
 def _file_stamp(path):

@@ -35,6 +35,7 @@ class DatasetEntry:
     palette: Callable[[], list]                    # flat 768-value RGB list for PIL
     ground_truth: Callable[[object], tuple]        # evaluate.py's --gt_dir → (root, image id → mask path)
     mask_script: Optional[str] = None              # renders the ground-truth masks once (COCO); None: shipped
+    mask_script_done: Optional[Callable[[object], bool]] = None  # data_dir → nothing left for mask_script
     image_folder: Optional[str] = None             # the one folder of every image (VOC's JPEGImages); None: per split
 
     @property
@@ -69,7 +70,8 @@ DATASETS = {
         name="coco14", title="MS COCO 2014", num_classes=coco.NUM_CLASSES,
         default_data_dir="../coco2014/", domains=tuple(coco.DOMAIN_SPLITS),
         class_names=_coco_class_names, image_ids=_coco_image_ids, open=coco.COCOData, load_mask=coco.load_mask,
-        palette=voc.voc_palette, ground_truth=coco.ground_truth, mask_script="make_coco_masks.py"),
+        palette=voc.voc_palette, ground_truth=coco.ground_truth, mask_script="make_coco_masks.py",
+        mask_script_done=coco.ground_truth_ready),
 }
 
 
