@@ -159,7 +159,7 @@ def test_a_changed_annotation_file_or_no_index_reads_the_annotations_with_one_no
     assert not caplog.records
 
 
-@pytest.mark.parametrize("content", [b"not a zip", "float labels"])
+@pytest.mark.parametrize("content", [b"not a zip", "float labels", "format of two numbers"])
 def test_a_damaged_label_index_is_one_stage_error(toy_coco, tmp_path, content):
     root = fresh_copy(toy_coco, tmp_path)
     run_here("--data_dir", root, "--num_workers", "0")
@@ -168,9 +168,12 @@ def test_a_damaged_label_index_is_one_stage_error(toy_coco, tmp_path, content):
         index.write_bytes(content)
     else:
         with np.load(index) as arrays:
-            ids, stamp = arrays["ids"], arrays["annotation_stamp"]
-        np.savez(index, format=np.int64(coco.LABEL_INDEX_FORMAT), ids=ids, labels=np.zeros((len(ids), 80), np.float32),
-                 annotation_stamp=stamp)
+            ids, labels, stamp = arrays["ids"], arrays["labels"], arrays["annotation_stamp"]
+        if content == "float labels":
+            np.savez(index, format=np.int64(coco.LABEL_INDEX_FORMAT), ids=ids,
+                     labels=np.zeros((len(ids), 80), np.float32), annotation_stamp=stamp)
+        else:
+            np.savez(index, format=np.array([1, 2]), ids=ids, labels=labels, annotation_stamp=stamp)
     with pytest.raises(StageError, match=f"{index}: damaged label index .*run make_coco_masks.py again"):
         coco.COCOData(root).image_ids("train")
 
@@ -182,8 +185,9 @@ def test_ground_truth_is_ready_with_every_mask_and_both_label_indexes(toy_coco, 
     run_here("--data_dir", root, "--num_workers", "0")
     assert coco.ground_truth_ready(root)
     val_mask = sorted((root / "mask" / "val2014").glob("*.png"))[0]
-    for remove in (val_mask, root / "mask" / "train2014.labels.npz"):
-        remove.unlink()
+    index = root / "mask" / "train2014.labels.npz"
+    for damage in (val_mask.unlink, index.unlink, lambda: index.write_bytes(b"damaged")):
+        damage()
         assert not coco.ground_truth_ready(root)
         run_here("--data_dir", root, "--num_workers", "0")
         assert coco.ground_truth_ready(root)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -69,6 +70,40 @@ def test_workers_that_miss_the_sigterm_are_killed_after_the_grace_period(tmp_pat
     workers, seconds = fail_while_busy(deaf_worker, tmp_path)
     assert seconds < 20
     assert [worker.exitcode for worker in workers] == [-signal.SIGKILL] * 2
+
+
+class StuckWorker:
+    def __init__(self):
+        self.killed = False
+
+    def is_alive(self):
+        return not self.killed
+
+    def kill(self):
+        self.killed = True
+
+
+class StuckPool:
+    """A pool whose terminate() does not return (as one waiting for a worker that cannot exit)."""
+
+    def __init__(self):
+        self._pool = [StuckWorker(), StuckWorker()]
+        self.released = threading.Event()
+
+    def terminate(self):
+        self.released.wait()
+
+
+def test_terminate_kills_the_workers_then_stops_waiting(monkeypatch):
+    monkeypatch.setattr(processes, "TERMINATE_GRACE_S", 0.2)
+    pool = StuckPool()
+    caller = threading.Thread(target=processes.terminate, args=(pool,), daemon=True)
+    caller.start()
+    caller.join(10)
+    returned = not caller.is_alive()
+    pool.released.set()
+    assert returned  # it stopped waiting for the stuck terminate()
+    assert all(worker.killed for worker in pool._pool)
 
 
 def test_pools_terminated_as_soon_as_they_are_made_do_not_hang():

@@ -309,7 +309,7 @@ def read_label_index(path, annotation_path):
             if "format" not in arrays or int(arrays["format"]) != LABEL_INDEX_FORMAT:
                 return None
             ids, labels, stamp = arrays["ids"], arrays["labels"], arrays["annotation_stamp"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise StageError(f"{path}: damaged label index ({error}); delete it or run make_coco_masks.py again")
     if ids.ndim != 1 or ids.dtype.kind != "U" or labels.dtype != np.uint8 or labels.shape != (len(ids), NUM_CLASSES) \
             or stamp.shape != (2,):
@@ -337,7 +337,10 @@ def ground_truth_ready(data_dir):
         annotation_path = data.annotation_path(split)
         if not annotation_path.is_file():
             return False
-        split_labels = read_label_index(label_index_path(data.root / "mask", split), annotation_path)
+        try:
+            split_labels = read_label_index(label_index_path(data.root / "mask", split), annotation_path)
+        except StageError:  # damaged: make_coco_masks.py writes it again
+            return False
         if split_labels is None or not all(data.mask_path(image_id).is_file() for image_id in split_labels.ids):
             return False
     return True
