@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from batchnorm_checks import randomise_batchnorm
 from PIL import Image
 from torch import nn
 
@@ -203,14 +204,7 @@ def test_image_cams_are_cpn_cam_with_the_stride_4_map_resized_from_it():
 def test_frozen_batchnorm_keeps_outputs_and_gradients_and_saves_no_input():
     torch.manual_seed(0)
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Sequential(nn.BatchNorm2d(4)))
-    for module in plain.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-1, 1)
-            module.weight.requires_grad_(False)
-            module.bias.requires_grad_(False)
+    randomise_batchnorm(plain)
     plain.eval()
     frozen = use_frozen_batchnorm(copy.deepcopy(plain))
     assert [type(m) for m in frozen.modules()].count(FrozenBatchNorm2d) == 2

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from batchnorm_checks import batch_norm, randomise_batchnorm
 from torch import nn
 
 from wsss.methods.cpn import use_frozen_batchnorm
@@ -228,8 +229,7 @@ def plain_block(block, x):
     """A ResNet-38 block written out of place (fresh tensors for every ReLU and the residual sum);
     its batch norms in the block's mode, its dropout left out (the test sets p = 0 when training)."""
     def bn(layer, z):
-        return F.batch_norm(z, layer.running_mean.clone(), layer.running_var.clone(), layer.weight, layer.bias,
-                            block.training, 0.0, layer.eps)
+        return batch_norm(layer, z, block.training)
 
     activated = F.relu(bn(block.bn_branch2a, x))
     shortcut = block.conv_branch1(activated) if hasattr(block, "conv_branch1") else x
@@ -250,13 +250,8 @@ def test_in_place_blocks_keep_the_out_of_place_values_and_gradients(make_block, 
     parameters (a registered trunk under `--mode normal`)."""
     torch.manual_seed(3)
     block = make_block().eval()
+    randomise_batchnorm(block, trainable=norm == "batch statistics")
     for module in block.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.5, 0.5)
-            module.requires_grad_(norm == "batch statistics")
         if isinstance(module, nn.Dropout2d):
             module.p = 0.0
     if norm == "FrozenBatchNorm2d":

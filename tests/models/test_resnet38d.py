@@ -1,10 +1,17 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from batchnorm_checks import batch_norm, randomise_batchnorm
 from torch import nn
 
-from wsss.models.resnet38d import (CPN_FROZEN_MODULES, BottleneckBlock, ResBlock, ResNet38d, load_weights,
-                                   torch_key_from_mxnet)
+from wsss.models.resnet38d import (
+    CPN_FROZEN_MODULES,
+    BottleneckBlock,
+    ResBlock,
+    ResNet38d,
+    load_weights,
+    torch_key_from_mxnet,
+)
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 # (module, MXNet block name, kind, has a projection shortcut), in the published order
@@ -59,35 +66,22 @@ def test_features_are_at_one_eighth(trunk):
     assert {key: value.shape[1] for key, value in features.items()} == ResNet38d.feature_channels
 
 
-def _bn(bn, x):
-    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-
-
-def _randomise_bn(module):
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
-
-
 def test_blocks_are_pre_activation_with_the_raw_input_as_identity_shortcut():
     torch.manual_seed(1)
     x = torch.randn(2, 4, 6, 6)
     same = ResBlock(4, 3, 4, dilation=2).eval()
     projected = ResBlock(4, 3, 5, stride=2).eval()
-    _randomise_bn(same)
-    _randomise_bn(projected)
+    randomise_batchnorm(same)
+    randomise_batchnorm(projected)
     out, activated = same(x)
-    a = F.relu(_bn(same.bn_branch2a, x))
-    inner = F.relu(_bn(same.bn_branch2b1, F.conv2d(a, same.conv_branch2a.weight, padding=2, dilation=2)))
+    a = F.relu(batch_norm(same.bn_branch2a, x))
+    inner = F.relu(batch_norm(same.bn_branch2b1, F.conv2d(a, same.conv_branch2a.weight, padding=2, dilation=2)))
     expected = x + F.conv2d(inner, same.conv_branch2b1.weight, padding=2, dilation=2)
     assert torch.allclose(out, expected, atol=1e-6) and torch.equal(activated, a)
 
     out, _ = projected(x)
-    a = F.relu(_bn(projected.bn_branch2a, x))
-    inner = F.relu(_bn(projected.bn_branch2b1, F.conv2d(a, projected.conv_branch2a.weight, stride=2, padding=1)))
+    a = F.relu(batch_norm(projected.bn_branch2a, x))
+    inner = F.relu(batch_norm(projected.bn_branch2b1, F.conv2d(a, projected.conv_branch2a.weight, stride=2, padding=1)))
     expected = F.conv2d(a, projected.conv_branch1.weight, stride=2) + F.conv2d(inner, projected.conv_branch2b1.weight,
                                                                                padding=1)
     assert out.shape == (2, 5, 3, 3) and torch.allclose(out, expected, atol=1e-6)
@@ -97,10 +91,10 @@ def test_bottleneck_block_in_eval_mode():
     torch.manual_seed(2)
     x = torch.randn(1, 8, 5, 5)
     block = BottleneckBlock(8, 16, dilation=4, dropout=0.5).eval()
-    _randomise_bn(block)
-    a = F.relu(_bn(block.bn_branch2a, x))
-    r = F.relu(_bn(block.bn_branch2b1, F.conv2d(a, block.conv_branch2a.weight)))
-    r = F.relu(_bn(block.bn_branch2b2, F.conv2d(r, block.conv_branch2b1.weight, padding=4, dilation=4)))
+    randomise_batchnorm(block)
+    a = F.relu(batch_norm(block.bn_branch2a, x))
+    r = F.relu(batch_norm(block.bn_branch2b1, F.conv2d(a, block.conv_branch2a.weight)))
+    r = F.relu(batch_norm(block.bn_branch2b2, F.conv2d(r, block.conv_branch2b1.weight, padding=4, dilation=4)))
     expected = F.conv2d(a, block.conv_branch1.weight) + F.conv2d(r, block.conv_branch2b2.weight)
     assert block.conv_branch2a.weight.shape == (4, 8, 1, 1) and block.conv_branch2b1.weight.shape == (8, 4, 3, 3)
     assert torch.allclose(block(x)[0], expected, atol=1e-6)
